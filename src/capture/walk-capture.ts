@@ -1,0 +1,150 @@
+import type { CounterRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
+
+/** One bucket of the victim's memory profile, as read at its death. */
+export interface CapturedBucket {
+  address: number;
+  size: number;
+  /** Return PCs, innermost first, as the runtime stored them. */
+  stack: number[];
+  /** memRecord: active then future[0..2], each [allocs, frees, alloc_bytes, free_bytes]. */
+  counts: number[];
+}
+
+/** Everything the probes reported about one killed process. */
+export interface ProcessCapture {
+  pid: number;
+  victim?: VictimRecord;
+  trigger?: TriggerRecord;
+  oomKillProcess?: OomKillProcessRecord;
+  header?: WalkHeaderRecord;
+  buckets: CapturedBucket[];
+  /** Every bucket on the list from head to the end was seen, each with its whole stack. */
+  complete: boolean;
+  /** Why the capture is incomplete, if it is. */
+  gaps: string[];
+  walkEnded: boolean;
+  exited: boolean;
+}
+
+/**
+ * Accumulates records per process. Several threads of one victim may walk the same
+ * buckets concurrently, so records are keyed by pid and bucket address, and
+ * duplicates are harmless; completeness is judged from the list itself (a chain from the head to
+ * the end), not from the order lines arrived in.
+ */
+export class CaptureAssembler {
+  private procs = new Map<number, ProcessState>();
+
+  add(r: WalkRecord): number | undefined {
+    switch (r.tag) {
+      case "V":
+        this.state(r.pid).victim = r;
+        return r.pid;
+      case "T":
+        this.state(r.pid).trigger = r;
+        return r.pid;
+      case "K":
+        this.state(r.pid).oomKillProcess = r;
+        return r.pid;
+      case "H": {
+        const s = this.state(r.pid);
+        s.header ??= r;
+        return r.pid;
+      }
+      case "C": {
+        const s = this.state(r.pid);
+        s.counters.set(r.bucket, r);
+        return s.pid;
+      }
+      case "S": {
+        const s = this.state(r.pid);
+        let frames = s.stacks.get(r.bucket);
+        if (!frames) s.stacks.set(r.bucket, (frames = []));
+        for (let i = 0; i < 8; i++) frames[r.index + i] = r.pcs[i]!;
+        return s.pid;
+      }
+      case "E":
+        this.state(r.pid).walkEnded = true;
+        return r.pid;
+      case "X":
+        this.state(r.pid).exited = true;
+        return r.pid;
+    }
+  }
+
+  has(pid: number): boolean {
+    return this.procs.has(pid);
+  }
+
+  pids(): number[] {
+    return [...this.procs.keys()];
+  }
+
+  /** Forget a process once its capture has been turned into output. */
+  forget(pid: number): void {
+    this.procs.delete(pid);
+  }
+
+  /** A snapshot of what is known about pid, with completeness worked out. */
+  capture(pid: number): ProcessCapture {
+    const s = this.state(pid);
+    const gaps: string[] = [];
+    const buckets: CapturedBucket[] = [];
+    if (!s.header) gaps.push("the memory-profile walk never started (not a known Go target, or no SIGKILL delivered)");
+    else {
+      const seen = new Set<number>();
+      let at = s.header.head;
+      let missingCounters = 0;
+      let missingStacks = 0;
+      while (at !== 0 && !seen.has(at)) {
+        seen.add(at);
+        const c = s.counters.get(at);
+        if (!c) {
+          missingCounters++;
+          break;
+        }
+        const frames = s.stacks.get(at) ?? [];
+        const stack = frames.slice(0, c.nstk);
+        if (stack.length < c.nstk || stack.some((pc) => pc === undefined)) missingStacks++;
+        buckets.push({ address: at, size: c.size, stack: stack.filter((pc) => pc !== undefined), counts: c.counts });
+        at = c.allnext;
+      }
+      if (missingCounters) gaps.push(`the bucket walk stopped after ${buckets.length} buckets`);
+      if (missingStacks) gaps.push(`${missingStacks} buckets have partial stacks`);
+      if (at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
+    }
+    return {
+      pid,
+      victim: s.victim,
+      trigger: s.trigger,
+      oomKillProcess: s.oomKillProcess,
+      header: s.header,
+      buckets,
+      complete: gaps.length === 0,
+      gaps,
+      walkEnded: s.walkEnded,
+      exited: s.exited,
+    };
+  }
+
+  private state(pid: number): ProcessState {
+    let s = this.procs.get(pid);
+    if (!s) {
+      s = { pid, counters: new Map(), stacks: new Map(), walkEnded: false, exited: false };
+      this.procs.set(pid, s);
+    }
+    return s;
+  }
+}
+
+interface ProcessState {
+  pid: number;
+  victim?: VictimRecord;
+  trigger?: TriggerRecord;
+  oomKillProcess?: OomKillProcessRecord;
+  header?: WalkHeaderRecord;
+  counters: Map<number, CounterRecord>;
+  stacks: Map<number, number[]>;
+  walkEnded: boolean;
+  exited: boolean;
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bun
+import { cac } from "cac";
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { log } from "./log.ts";
+import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
+import { RunFlags, runCommand } from "./run.ts";
+
+/** Validates flags with zod and turns the first problem into one readable line. */
+function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>): z.infer<T> {
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const flag = issue.path.length ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
+    throw new UserError(`${flag}${issue.message}`, 2);
+  }
+  return r.data;
+}
+
+/** cac reads a lone "-" as a flag, so `--events -` is passed on as `--events=-`. */
+function joinDashValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") return out.concat(argv.slice(i));
+    if (a.startsWith("--") && !a.includes("=") && argv[i + 1] === "-") {
+      out.push(`${a}=-`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  const cli = cac("oomprof");
+  let pending: Promise<number> | undefined;
+
+  cli
+    .command("run", "Run a program and capture its Go heap profile if it is OOM-killed")
+    .option("--limit <size>", "Run it in a fresh memory cgroup with this limit (256M, 1G, ...)")
+    .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
+    .option("--events <path>", "Write NDJSON events to this file, or - for stdout (the child's stdout then goes to stderr)")
+    .option("--quiet", "Only warnings and errors on stderr")
+    .option("--verbose", "More detail on stderr")
+    .example("sudo oomprof run --limit 256M --out /var/tmp/oom --events - -- ./mygoapp --flag")
+    .action((opts: Record<string, unknown>) => {
+      if (opts.verbose) log.setLevel("verbose");
+      if (opts.quiet) log.setLevel("quiet");
+      const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
+      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet }));
+    });
+
+  cli
+    .command("probes", "Show the bpftrace script oomprof would load")
+    .option("--print", "Print the script")
+    .option("--bpftrace-version <x.y.z>", "Generate for this bpftrace version instead of the installed one")
+    .option("--kprobes", "Assume the host lists kprobe:oom_kill_process")
+    .example("oomprof probes --print -- ./mygoapp")
+    .action((opts: Record<string, unknown>) => {
+      const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
+      pending = probesCommand(argv, flagsOf(ProbesFlags, { print: opts.print, bpftraceVersion: opts.bpftraceVersion, kprobes: opts.kprobes }));
+    });
+
+  cli.help();
+  cli.version(VERSION);
+  cli.parse(joinDashValues(process.argv), { run: false });
+  if (cli.options.help || cli.options.version) {
+    cli.runMatchedCommand();
+    return 0;
+  }
+  if (!cli.matchedCommand) {
+    if (cli.args.length) throw new UserError(`unknown command: ${cli.args[0]} (see oomprof --help)`, 2);
+    cli.outputHelp();
+    return 2;
+  }
+  await cli.runMatchedCommand();
+  return pending ? await pending : 0;
+}
+
+try {
+  process.exitCode = await main();
+} catch (e) {
+  if (e instanceof Error && e.name === "CACError") {
+    process.stderr.write(`oomprof: ${e.message}\n`);
+    process.exitCode = 2;
+  } else if (e instanceof UserError) {
+    process.stderr.write(`oomprof: ${e.message}\n`);
+    process.exitCode = e.exitCode;
+  } else {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`oomprof: internal error: ${msg.split("\n")[0]}${process.env.OOMPROF_DEBUG ? `\n${(e as Error).stack}` : " (set OOMPROF_DEBUG=1 for details)"}\n`);
+    process.exitCode = 70;
+  }
+}

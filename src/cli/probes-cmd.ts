@@ -1,0 +1,35 @@
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+import { detectBpftrace, parseBpftraceVersion, type BpftraceHost } from "../probes/bpftrace-host.ts";
+import { generateScript } from "../probes/generate.ts";
+import { resolveCommand, targetForCommand } from "./run.ts";
+
+export const ProbesFlags = z.object({
+  print: z.boolean().default(false),
+  bpftraceVersion: z.string().optional(),
+  kprobes: z.boolean().optional(),
+});
+export type ProbesFlags = z.infer<typeof ProbesFlags>;
+
+/**
+ * `oomprof probes --print [-- CMD]`: the script `run` would load, for reading at 3 a.m.
+ * --bpftrace-version and --kprobes let one see another host's variant from this one.
+ */
+export async function probesCommand(argv: string[], flags: ProbesFlags): Promise<number> {
+  if (!flags.print) throw new UserError("probes: nothing to do (use --print)", 2);
+  let host: BpftraceHost;
+  if (flags.bpftraceVersion) {
+    host = { path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${flags.bpftraceVersion}`), hasOomKillProcessKprobe: flags.kprobes ?? false };
+  } else {
+    host = await detectBpftrace();
+    if (flags.kprobes !== undefined) host = { ...host, hasOomKillProcessKprobe: flags.kprobes };
+  }
+  const targets = [];
+  if (argv.length) {
+    const { target, why } = await targetForCommand(resolveCommand(argv[0]!));
+    if (!target) throw new UserError(why ?? `${argv[0]}: not a Go program`);
+    targets.push(target);
+  }
+  process.stdout.write(generateScript({ host, targets }));
+  return 0;
+}

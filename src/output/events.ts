@@ -1,0 +1,103 @@
+import { closeSync, openSync, writeSync } from "node:fs";
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+
+/**
+ * Every event oomprof emits, one JSON object per line (NDJSON). The README documents
+ * these; tests validate what the binary prints against the same schemas.
+ */
+const time = z.string().describe("UTC, RFC 3339 with milliseconds");
+
+export const ArmedEvent = z.object({
+  event: z.literal("armed"),
+  time,
+  bpftrace_version: z.string(),
+  walk: z.string(),
+  probes: z.number().int(),
+  targets: z.array(z.object({ exe: z.string(), go_version: z.string() })),
+  armed_ms: z.number(),
+});
+
+export const ChildStartEvent = z.object({
+  event: z.literal("start"),
+  time,
+  pid: z.number().int(),
+  argv: z.array(z.string()),
+  cgroup: z.string().nullable(),
+  limit_bytes: z.number().int().nullable(),
+});
+
+export const KillEvent = z.object({
+  event: z.enum(["oom_kill", "kill"]).describe("oom_kill: chosen by the kernel OOM killer; kill: SIGKILL from elsewhere"),
+  time,
+  pid: z.number().int(),
+  comm: z.string(),
+  exe: z.string().nullable(),
+  go_version: z.string().nullable(),
+  module: z.string().nullable(),
+  profile: z.string().nullable().describe("absolute path of the .pb.gz, or null"),
+  reason: z.string().nullable().describe("why there is no profile, or why it is partial"),
+  buckets: z.number().int(),
+  complete: z.boolean(),
+  lost_events: z.number().int(),
+  memprofile_rate: z.number().int().nullable(),
+  inuse_bytes: z.number().describe("inuse_space total: everything not known to be freed at death (scaled estimate)"),
+  gc_live_bytes: z.number().describe("gc_live_space total: live as of the last completed GC"),
+  anon_rss_kb: z.number().int().nullable(),
+  file_rss_kb: z.number().int().nullable(),
+  shmem_rss_kb: z.number().int().nullable(),
+  total_vm_kb: z.number().int().nullable(),
+  oom_score_adj: z.number().int().nullable(),
+  trigger: z.object({ pid: z.number().int(), comm: z.string() }).nullable(),
+  constraint: z.enum(["memcg", "global"]).nullable().describe("from kprobe:oom_kill_process where the host has kprobes"),
+  cgroup: z.string().nullable(),
+  limit_bytes: z.number().int().nullable(),
+  top: z.array(z.object({ function: z.string(), inuse_bytes: z.number(), share: z.number() })),
+  capture_ms: z.number().nullable().describe("from the kernel's OOM decision to the profile on disk"),
+});
+
+export const ExitEvent = z.object({
+  event: z.literal("exit"),
+  time,
+  pid: z.number().int(),
+  status: z.number().int().describe("what oomprof exits with: the code, or 128+signal"),
+  signal: z.string().nullable(),
+});
+
+export const WarningEvent = z.object({ event: z.literal("warning"), time, message: z.string() });
+
+export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ChildStartEvent, KillEvent, ExitEvent, WarningEvent]);
+export type OomprofEvent = z.infer<typeof OomprofEvent>;
+export type KillEvent = z.infer<typeof KillEvent>;
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}
+
+/** Writes validated events as NDJSON to a file, or to stdout for "-". */
+export class EventWriter {
+  private fd: number | undefined;
+
+  constructor(readonly target: string | undefined) {
+    if (target === undefined) return;
+    if (target === "-") this.fd = 1;
+    else {
+      try {
+        this.fd = openSync(target, "a", 0o600);
+      } catch (e) {
+        throw new UserError(`cannot open --events ${target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+  }
+
+  emit(event: OomprofEvent): void {
+    if (this.fd === undefined) return;
+    const checked = OomprofEvent.parse(event);
+    writeSync(this.fd, `${JSON.stringify(checked)}\n`);
+  }
+
+  close(): void {
+    if (this.fd !== undefined && this.fd > 2) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,98 @@
+import type { ProcessCapture } from "../capture/walk-capture.ts";
+import { heapSamples } from "../profile/heap-views.ts";
+import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
+import { allocationSites, type SiteTable } from "../profile/sites.ts";
+import type { Symbolizer } from "../symbolize/types.ts";
+import type { GoTarget } from "../target/go-target.ts";
+import { nowIso, type KillEvent } from "./events.ts";
+import { profileFileName, writeFileAtomic } from "./profile-file.ts";
+
+export interface KillContext {
+  /** The Go binary the walk belonged to, or undefined for a process oomprof could not profile. */
+  target: GoTarget | undefined;
+  symbolizer: Symbolizer | undefined;
+  outDir: string;
+  lostEvents: number;
+  cgroup: string | null;
+  limitBytes: number | null;
+  /** When the OOM record arrived, for capture_ms. */
+  firstSeenMs: number | undefined;
+  /** Why no profile is possible, when known in advance (non-Go target...). */
+  noProfileReason?: string;
+}
+
+export interface KillReport {
+  event: KillEvent;
+  sites: SiteTable | undefined;
+}
+
+/** Turns what the probes saw about one dead process into its profile file and event. */
+export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
+  const when = new Date();
+  const t = ctx.target;
+  const comm = c.victim?.comm ?? (t ? t.path.split("/").pop()! : "unknown");
+  let profile: string | null = null;
+  let sites: SiteTable | undefined;
+  let reason: string | null = null;
+  const gaps = [...c.gaps];
+  if (ctx.lostEvents > 0) gaps.push(`bpftrace lost ${ctx.lostEvents} events`);
+  const complete = gaps.length === 0 && c.header !== undefined;
+  if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
+  else if (!c.header) reason = gaps[0] ?? "the walk did not run";
+  else if (c.header.memProfileRate === 0) reason = "memory profiling is off in this binary (runtime.MemProfileRate is 0): link runtime/pprof, e.g. import _ \"runtime/pprof\"";
+  else if (!complete) reason = gaps.join("; ");
+  if (t && c.header && c.buckets.length > 0) {
+    const samples = heapSamples(c.buckets, c.header.memProfileRate, c.header.cycle);
+    const start = Number(t.text.vaddr) + c.header.bias;
+    const pageStart = start - (start % 4096);
+    const pprof = buildPprof(
+      samples,
+      {
+        binaryPath: t.path,
+        buildId: t.buildId,
+        mapping: { start: pageStart, limit: start + t.text.memsz, offset: t.text.offset - (start - pageStart) },
+        memProfileRate: c.header.memProfileRate,
+        timeNanos: BigInt(when.getTime()) * 1_000_000n,
+        comments: [
+          `oomprof: heap at ${c.victim ? "OOM kill" : "SIGKILL"} of pid ${c.pid} (${comm})`,
+          `go: ${t.buildInfo.goVersion}${t.buildInfo.mainModule ? ` module ${t.buildInfo.mainModule.path}@${t.buildInfo.mainModule.version}` : ""}`,
+          `capture: ${c.buckets.length} buckets, ${complete ? "complete" : `PARTIAL (${gaps.join("; ")})`}`,
+          "views: inuse_* = active + all future cycles (default); gc_live_* = live at the last completed GC (runtime/pprof's view); since_gc_* = the difference",
+        ],
+      },
+      ctx.symbolizer,
+    );
+    profile = writeFileAtomic(ctx.outDir, profileFileName(comm, c.pid, when), encodeProfileGz(pprof));
+    sites = allocationSites(samples, ctx.symbolizer);
+  }
+  const v = c.victim;
+  const event: KillEvent = {
+    event: v ? "oom_kill" : "kill",
+    time: nowIso(),
+    pid: c.pid,
+    comm,
+    exe: t?.path ?? null,
+    go_version: t?.buildInfo.goVersion ?? null,
+    module: t?.buildInfo.mainModule?.path ?? t?.buildInfo.path ?? null,
+    profile,
+    reason,
+    buckets: c.buckets.length,
+    complete: complete && profile !== null,
+    lost_events: ctx.lostEvents,
+    memprofile_rate: c.header?.memProfileRate ?? null,
+    inuse_bytes: sites?.totals.inuse ?? 0,
+    gc_live_bytes: sites?.totals.gcLive ?? 0,
+    anon_rss_kb: v?.anonRssKb ?? null,
+    file_rss_kb: v?.fileRssKb ?? null,
+    shmem_rss_kb: v?.shmemRssKb ?? null,
+    total_vm_kb: v?.totalVmKb ?? null,
+    oom_score_adj: v?.oomScoreAdj ?? null,
+    trigger: v && c.trigger ? { pid: v.triggerPid, comm: c.trigger.triggerComm } : null,
+    constraint: c.oomKillProcess ? (c.oomKillProcess.memcgConstrained ? "memcg" : "global") : null,
+    cgroup: ctx.cgroup,
+    limit_bytes: ctx.limitBytes,
+    top: (sites?.sites ?? []).slice(0, 10).map((s) => ({ function: s.function, inuse_bytes: s.bytes.inuse, share: Number(s.share.inuse.toFixed(4)) })),
+    capture_ms: ctx.firstSeenMs !== undefined ? Math.round(performance.now() - ctx.firstSeenMs) : null,
+  };
+  return { event, sites };
+}

@@ -1,0 +1,59 @@
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+
+/** What this host's bpftrace is and which attach points it offers. */
+export interface BpftraceHost {
+  path: string;
+  version: BpftraceVersion;
+  /** kprobe:oom_kill_process is listed (kernels built with CONFIG_KPROBES). */
+  hasOomKillProcessKprobe: boolean;
+}
+
+export interface BpftraceVersion {
+  major: number;
+  minor: number;
+  patch: number;
+  text: string;
+}
+
+export const MIN_BPFTRACE = { major: 0, minor: 17 };
+
+const VersionOutput = z.string().regex(/^bpftrace v?\d+\.\d+\.\d+/m, "unrecognised `bpftrace --version` output");
+
+export function parseBpftraceVersion(output: string): BpftraceVersion {
+  const text = VersionOutput.parse(output.trim());
+  const m = /v?(\d+)\.(\d+)\.(\d+)/.exec(text)!;
+  return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), text: `${m[1]}.${m[2]}.${m[3]}` };
+}
+
+export function versionAtLeast(v: BpftraceVersion, major: number, minor: number): boolean {
+  return v.major > major || (v.major === major && v.minor >= minor);
+}
+
+export function findBpftrace(): string {
+  const path = process.env.OOMPROF_BPFTRACE ?? Bun.which("bpftrace");
+  if (!path) {
+    throw new UserError("bpftrace not found on PATH: install it (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace) or set OOMPROF_BPFTRACE", 1);
+  }
+  return path;
+}
+
+export async function detectBpftrace(): Promise<BpftraceHost> {
+  const path = findBpftrace();
+  const run = (args: string[]) => {
+    const r = Bun.spawnSync([path, ...args], { stdout: "pipe", stderr: "pipe" });
+    return { ok: r.exitCode === 0, out: r.stdout.toString() };
+  };
+  const v = run(["--version"]);
+  let version: BpftraceVersion;
+  try {
+    version = parseBpftraceVersion(v.out);
+  } catch {
+    throw new UserError(`${path}: cannot tell its version from \`bpftrace --version\``);
+  }
+  if (!versionAtLeast(version, MIN_BPFTRACE.major, MIN_BPFTRACE.minor)) {
+    throw new UserError(`bpftrace ${version.text} is too old: oomprof needs ${MIN_BPFTRACE.major}.${MIN_BPFTRACE.minor} or newer`);
+  }
+  const listed = run(["-l", "kprobe:oom_kill_process"]);
+  return { path, version, hasOomKillProcessKprobe: listed.ok && listed.out.includes("kprobe:oom_kill_process") };
+}

@@ -1,0 +1,70 @@
+import preamble from "../../probes/common/preamble.bt" with { type: "text" };
+import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
+import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
+import { VERSION } from "../version.ts";
+import type { GoTarget } from "../target/go-target.ts";
+import type { BpftraceHost } from "./bpftrace-host.ts";
+import { chooseWalk, type WalkLimits } from "./walk-templates.ts";
+
+/** One value a template placeholder may take: numbers and fixed identifiers only. */
+type Fill = number | bigint | string;
+
+/**
+ * Fills `{{NAME}}` placeholders. Values must be numbers, bigints, or strings made only
+ * of characters that cannot change the meaning of the script, so no user-controlled
+ * text (a path, a comm, an argument) can ever reach bpftrace's parser.
+ */
+export function fillTemplate(template: string, values: Record<string, Fill>): string {
+  const out = template.replace(/\{\{([A-Z_]+)\}\}/g, (_, name: string) => {
+    const v = values[name];
+    if (v === undefined) throw new Error(`probe template placeholder {{${name}}} has no value`);
+    if (typeof v === "bigint") return `0x${v.toString(16)}`;
+    if (typeof v === "number") {
+      if (!Number.isSafeInteger(v)) throw new Error(`probe template value for ${name} is not an integer`);
+      return String(v);
+    }
+    if (!/^[A-Za-z0-9_.() *>$+-]*$/.test(v)) throw new Error(`probe template value for ${name} has unsafe characters`);
+    return v;
+  });
+  return out;
+}
+
+export interface ScriptOptions {
+  host: BpftraceHost;
+  /** Go binaries to walk when they are killed; their index is the target id in records. */
+  targets: GoTarget[];
+  limits?: Partial<WalkLimits>;
+}
+
+export function generateScript(opts: ScriptOptions): string {
+  const walk = chooseWalk(opts.host.version, opts.limits);
+  const parts = [
+    fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name }),
+    markVictim,
+  ];
+  if (opts.host.hasOomKillProcessKprobe) parts.push(oomKillProcessKprobe);
+  opts.targets.forEach((target, id) => {
+    parts.push(fillTemplate(walk.template, { ...walk.values, ...targetValues(target, id) }));
+  });
+  parts.push(exitMarker);
+  return parts.join("");
+}
+
+function targetValues(t: GoTarget, id: number): Record<string, Fill> {
+  const cycle = t.vars.cycle;
+  // The heap-profile cycle decides which future[] slot runtime/pprof would fold in.
+  const cycleExpr = !cycle
+    ? "-1"
+    : cycle.shifted
+      ? `(*(uint32 *)uptr(0x${cycle.addr.toString(16)} + $bias)) >> 1`
+      : `*(uint32 *)uptr(0x${cycle.addr.toString(16)} + $bias)`;
+  return {
+    TARGET_ID: id,
+    INODE: t.inode,
+    TEXT_VADDR: t.text.vaddr,
+    MBUCKETS: t.vars.mbuckets,
+    MEMPROFILERATE: t.vars.memProfileRate,
+    CYCLE_EXPR: cycleExpr,
+  };
+}

@@ -1,0 +1,151 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { parseBpftraceLine } from "./bpftrace-json.ts";
+import { parseRecord, type WalkRecord } from "./records.ts";
+
+export interface SessionCallbacks {
+  onRecord(record: WalkRecord): void;
+  /** Lines bpftrace reported lost: a capture that overlaps them is incomplete. */
+  onLostEvents?(count: number): void;
+  onHelperError?(message: string): void;
+  /** A printf line that is not a valid record: a bug in a template, worth surfacing. */
+  onBadRecord?(line: string, why: string): void;
+}
+
+export interface SessionOptions {
+  bpftracePath: string;
+  script: string;
+  /** Per-CPU perf buffer pages (0.17-0.18) or ring buffer pages (0.19+). */
+  bufferPages?: number;
+  /** How long to wait for the probes to attach; the verifier can take seconds on big loops. */
+  attachTimeoutMs?: number;
+}
+
+/**
+ * One running bpftrace: writes the script to a private temp file, starts bpftrace
+ * with `-f json`, resolves `attached` once every probe is in place, and feeds each
+ * parsed record to the callbacks in order.
+ */
+export class BpftraceSession {
+  readonly attached: Promise<number>;
+  readonly exited: Promise<number>;
+  lostEvents = 0;
+  private proc: ReturnType<typeof Bun.spawn>;
+  private dir: string;
+  private stderrText = "";
+
+  constructor(
+    private opts: SessionOptions,
+    private cb: SessionCallbacks,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), "oomprof-"));
+    const scriptPath = join(this.dir, "oomprof.bt");
+    writeFileSync(scriptPath, opts.script, { mode: 0o600 });
+    const env: Record<string, string> = { ...process.env } as Record<string, string>;
+    if (opts.bufferPages) env.BPFTRACE_PERF_RB_PAGES = String(opts.bufferPages);
+    this.proc = Bun.spawn([opts.bpftracePath, "-f", "json", scriptPath], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
+    let resolveAttached!: (n: number) => void;
+    let rejectAttached!: (e: Error) => void;
+    this.attached = new Promise((res, rej) => {
+      resolveAttached = res;
+      rejectAttached = rej;
+    });
+    // Observed so an early failure never surfaces as an unhandled rejection.
+    this.attached.catch(() => {});
+    const timeout = setTimeout(() => {
+      rejectAttached(new UserError(`bpftrace did not attach its probes within ${(opts.attachTimeoutMs ?? 60000) / 1000} s`));
+      this.stop();
+    }, opts.attachTimeoutMs ?? 60000);
+    void this.readStderr();
+    const stdoutDone = this.readStdout((probes) => {
+      clearTimeout(timeout);
+      resolveAttached(probes);
+    });
+    this.exited = Promise.all([this.proc.exited, stdoutDone]).then(([code]) => {
+      clearTimeout(timeout);
+      rejectAttached(new UserError(`bpftrace exited before attaching its probes: ${this.errorSummary() || `exit status ${code}`}`));
+      rmSync(this.dir, { recursive: true, force: true });
+      return code;
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  /** bpftrace's stderr without its routine noise, for error messages. */
+  errorSummary(): string {
+    return this.stderrText
+      .split("\n")
+      .filter((l) => l.trim() && !/RLIMIT_MEMLOCK|^WARNING|^\s|available_filter_functions/.test(l))
+      .slice(0, 3)
+      .join(" | ");
+  }
+
+  stop(): void {
+    try {
+      this.proc.kill("SIGINT");
+    } catch {
+      /* already gone */
+    }
+  }
+
+  private async readStderr(): Promise<void> {
+    const stream = this.proc.stderr as ReadableStream<Uint8Array>;
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      if (this.stderrText.length < 64 * 1024) this.stderrText += dec.decode(chunk, { stream: true });
+    }
+  }
+
+  private async readStdout(onAttached: (probes: number) => void): Promise<void> {
+    const stream = this.proc.stdout as ReadableStream<Uint8Array>;
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stream) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      let start = 0;
+      while ((nl = buf.indexOf("\n", start)) >= 0) {
+        const line = buf.slice(start, nl);
+        start = nl + 1;
+        if (line.trim()) this.handleLine(line, onAttached);
+      }
+      buf = buf.slice(start);
+    }
+    if (buf.trim()) this.handleLine(buf, onAttached);
+  }
+
+  private handleLine(line: string, onAttached: (probes: number) => void): void {
+    const msg = parseBpftraceLine(line);
+    switch (msg.type) {
+      case "attached_probes":
+        onAttached(msg.data.probes);
+        return;
+      case "printf":
+        // One printf call may carry several records if a template prints more than one line.
+        for (const text of msg.data.split("\n")) {
+          if (!text) continue;
+          try {
+            this.cb.onRecord(parseRecord(text));
+          } catch (e) {
+            this.cb.onBadRecord?.(text, (e as Error).message);
+          }
+        }
+        return;
+      case "lost_events": {
+        const n = Number(msg.data.events);
+        this.lostEvents += n;
+        this.cb.onLostEvents?.(n);
+        return;
+      }
+      case "helper_error":
+        this.cb.onHelperError?.(msg.msg ?? JSON.stringify(msg));
+        return;
+      default:
+        return;
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The text records the generated script prints (see probes/README.md), parsed
+ * strictly: a line that does not match its tag's shape is rejected, not guessed at.
+ * Hand-written rather than zod because a capture can carry 100,000+ lines and this
+ * runs between the kill and the profile on disk.
+ */
+
+export interface VictimRecord { tag: "V"; pid: number; triggerPid: number; totalVmKb: number; anonRssKb: number; fileRssKb: number; shmemRssKb: number; oomScoreAdj: number; comm: string }
+export interface TriggerRecord { tag: "T"; pid: number; triggerComm: string }
+export interface OomKillProcessRecord { tag: "K"; pid: number; triggerPid: number; memcgConstrained: boolean; totalPages: number }
+export interface WalkHeaderRecord { tag: "H"; pid: number; targetId: number; bias: number; head: number; memProfileRate: number; cycle: number }
+/** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
+export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext: number; nstk: number; size: number; counts: number[] }
+export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
+export interface WalkEndRecord { tag: "E"; pid: number }
+export interface ExitRecord { tag: "X"; pid: number }
+
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord;
+
+const DEC = /^-?\d+$/;
+const HEX = /^[0-9a-f]+$/;
+
+function dec(s: string | undefined): number {
+  if (s === undefined || !DEC.test(s)) throw new Error(`expected a decimal number, got ${JSON.stringify(s)}`);
+  return Number(s);
+}
+function hex(s: string | undefined): number {
+  if (s === undefined || !HEX.test(s) || s.length > 16) throw new Error(`expected a hex address, got ${JSON.stringify(s)}`);
+  return parseInt(s, 16);
+}
+/** Text after the first n space-separated fields (a comm may itself contain spaces). */
+function rest(line: string, n: number): string {
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    at = line.indexOf(" ", at);
+    if (at < 0) return "";
+    at++;
+  }
+  return line.slice(at);
+}
+
+/** Parses one record line (without its trailing newline). Throws on malformed input. */
+export function parseRecord(text: string): WalkRecord {
+  const line = text.endsWith("\n") ? text.slice(0, -1) : text;
+  const f = line.split(" ");
+  const need = (n: number) => {
+    if (f.length !== n) throw new Error(`record ${f[0]} has ${f.length} fields, expected ${n}`);
+  };
+  switch (f[0]) {
+    case "V":
+      if (f.length < 9) throw new Error("short V record");
+      return { tag: "V", pid: dec(f[1]), triggerPid: dec(f[2]), totalVmKb: dec(f[3]), anonRssKb: dec(f[4]), fileRssKb: dec(f[5]), shmemRssKb: dec(f[6]), oomScoreAdj: dec(f[7]), comm: rest(line, 8) };
+    case "T":
+      if (f.length < 3) throw new Error("short T record");
+      return { tag: "T", pid: dec(f[1]), triggerComm: rest(line, 2) };
+    case "K":
+      need(5);
+      return { tag: "K", pid: dec(f[1]), triggerPid: dec(f[2]), memcgConstrained: dec(f[3]) !== 0, totalPages: dec(f[4]) };
+    case "H":
+      need(7);
+      return { tag: "H", pid: dec(f[1]), targetId: dec(f[2]), bias: hex(f[3]), head: hex(f[4]), memProfileRate: dec(f[5]), cycle: dec(f[6]) };
+    case "C": {
+      need(22);
+      const counts = new Array<number>(16);
+      for (let i = 0; i < 16; i++) counts[i] = dec(f[6 + i]);
+      return { tag: "C", pid: dec(f[1]), bucket: hex(f[2]), allnext: hex(f[3]), nstk: dec(f[4]), size: dec(f[5]), counts };
+    }
+    case "S": {
+      need(12);
+      const pcs = new Array<number>(8);
+      for (let i = 0; i < 8; i++) pcs[i] = hex(f[4 + i]);
+      return { tag: "S", pid: dec(f[1]), bucket: hex(f[2]), index: dec(f[3]), pcs };
+    }
+    case "E":
+      need(2);
+      return { tag: "E", pid: dec(f[1]) };
+    case "X":
+      need(2);
+      return { tag: "X", pid: dec(f[1]) };
+    default:
+      throw new Error(`unknown record tag ${JSON.stringify(f[0])}`);
+  }
+}

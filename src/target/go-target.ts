@@ -1,0 +1,93 @@
+import { statSync } from "node:fs";
+import { z } from "zod";
+import { BadBinaryError } from "../errors.ts";
+import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
+import { ElfFile } from "./elf.ts";
+
+/**
+ * Everything the probes and the profile builder need to know about one Go binary,
+ * read from the file on disk before the target runs. Addresses are link-time
+ * virtual addresses; the load bias (non-zero for PIE) is applied at run time, in
+ * the probe, from the victim's mm->start_code.
+ */
+export interface GoTarget {
+  path: string;
+  inode: number;
+  dev: number;
+  arch: "amd64" | "arm64";
+  isPie: boolean;
+  buildInfo: BuildInfo;
+  /** GNU build ID if present, else Go's build ID: what pprof matches binaries by. */
+  buildId: string;
+  text: { vaddr: bigint; offset: number; memsz: number };
+  vars: GoRuntimeVars;
+  /** The linker turned memory profiling off (no runtime/pprof linked in): no buckets will exist. */
+  memProfilingDisabled: boolean;
+  /** The original ELF, kept for symbolization. */
+  elf: ElfFile;
+}
+
+export interface GoRuntimeVars {
+  mbuckets: bigint;
+  memProfileRate: bigint;
+  /** runtime.mProfCycle (Go 1.19+; cycle is value >> 1) or runtime.mProf (older; cycle at offset 0). */
+  cycle: { addr: bigint; shifted: boolean } | undefined;
+}
+
+const FileStat = z.object({ ino: z.number().int().nonnegative(), dev: z.number().int().nonnegative(), mode: z.number().int() });
+
+export async function discoverGoTarget(path: string): Promise<GoTarget> {
+  let st: z.infer<typeof FileStat>;
+  try {
+    st = FileStat.parse(statSync(path));
+  } catch (e) {
+    throw new BadBinaryError(path, `cannot stat: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const elf = await ElfFile.open(path);
+  const buildInfo = readBuildInfo(elf);
+  if (!buildInfo) throw new BadBinaryError(path, "not a Go program (no Go build info)");
+  const sym = (name: string) => elf.symbol(name)?.value;
+  const mbuckets = sym("runtime.mbuckets");
+  const memProfileRate = sym("runtime.MemProfileRate");
+  if (mbuckets === undefined || memProfileRate === undefined) {
+    throw new BadBinaryError(path, "Go runtime symbols not found (stripped binary?): runtime.mbuckets / runtime.MemProfileRate");
+  }
+  const cycleNew = sym("runtime.mProfCycle");
+  const cycleOld = sym("runtime.mProf");
+  const text = elf.textSegment();
+  return {
+    path,
+    inode: st.ino,
+    dev: st.dev,
+    arch: elf.arch,
+    isPie: elf.isPie,
+    buildInfo,
+    buildId: readBuildId(elf),
+    text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
+    vars: {
+      mbuckets,
+      memProfileRate,
+      cycle: cycleNew !== undefined ? { addr: cycleNew, shifted: true } : cycleOld !== undefined ? { addr: cycleOld, shifted: false } : undefined,
+    },
+    memProfilingDisabled: readDisableMemoryProfiling(elf),
+    elf,
+  };
+}
+
+function readBuildId(elf: ElfFile): string {
+  const NT_GNU_BUILD_ID = 3;
+  const NT_GO_BUILD_ID = 4;
+  const notes = elf.notes();
+  const gnu = notes.find((n) => n.name === "GNU" && n.type === NT_GNU_BUILD_ID);
+  if (gnu) return Buffer.from(gnu.desc).toString("hex");
+  const go = notes.find((n) => n.name === "Go" && n.type === NT_GO_BUILD_ID);
+  return go ? new TextDecoder().decode(go.desc) : "";
+}
+
+/** runtime.disableMemoryProfiling is a bool the linker initialises in the data section. */
+function readDisableMemoryProfiling(elf: ElfFile): boolean {
+  const s = elf.symbol("runtime.disableMemoryProfiling");
+  if (!s) return false;
+  const b = elf.readVirtual(s.value, 1);
+  return b !== undefined && b[0] === 1;
+}

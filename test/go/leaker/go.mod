@@ -1,0 +1,3 @@
+module example.com/leaker
+
+go 1.18
