@@ -168,7 +168,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
         if (!flags.quiet) process.stderr.write(renderKillSummary(event, sites, style));
       }
     }
-    events.emit({ event: "exit", time: nowIso(), pid: child.pid, status, signal: child.signalCode ?? null });
+    events.emit({ event: "exit", time: nowIso(), pid: child.pid, status, signal: child.signalCode ? String(child.signalCode) : null });
     return status;
   } finally {
     session.stop();

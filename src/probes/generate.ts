@@ -47,7 +47,8 @@ export function generateScript(opts: ScriptOptions): string {
   opts.targets.forEach((target, id) => {
     parts.push(fillTemplate(walk.template, { ...walk.values, ...targetValues(target, id) }));
   });
-  parts.push(exitMarker);
+  // The exit marker reads the walk's maps, which exist only when there is a walk.
+  if (opts.targets.length) parts.push(exitMarker);
   return parts.join("");
 }
 

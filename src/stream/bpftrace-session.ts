@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
@@ -119,6 +119,8 @@ export class BpftraceSession {
   }
 
   private handleLine(line: string, onAttached: (probes: number) => void): void {
+    // OOMPROF_RECORD_STREAM keeps the raw stream, for debugging and for test fixtures.
+    if (process.env.OOMPROF_RECORD_STREAM) appendFileSync(process.env.OOMPROF_RECORD_STREAM, `${line}\n`);
     const msg = parseBpftraceLine(line);
     switch (msg.type) {
       case "attached_probes":

@@ -1,0 +1,81 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { Profile } from "pprof-format";
+import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
+import { heapSamples } from "../../src/profile/heap-views.ts";
+import { buildPprof, encodeProfileGz } from "../../src/profile/pprof.ts";
+import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
+import { parseRecord } from "../../src/stream/records.ts";
+
+// Recorded from a real `oomprof run --limit 64M` of test/go/leaker (Go 1.19, bpftrace 0.17).
+const FIXTURE = new URL("../fixtures/leaker-go1.19-bpftrace0.17.ndjson", import.meta.url);
+
+function assemble(lines: string[]) {
+  const a = new CaptureAssembler();
+  let pid = 0;
+  for (const line of lines) {
+    const m = parseBpftraceLine(line);
+    if (m.type !== "printf") continue;
+    const r = parseRecord(m.data);
+    if (r.tag === "V") pid = r.pid;
+    a.add(r);
+  }
+  return a.capture(pid);
+}
+
+describe("capture assembly from a recorded stream", () => {
+  const lines = readFileSync(FIXTURE, "utf8").trim().split("\n");
+
+  test("the walk is complete and every bucket has its whole stack", () => {
+    const c = assemble(lines);
+    expect(c.victim?.comm).toBe("leaker");
+    expect(c.complete).toBe(true);
+    expect(c.walkEnded).toBe(true);
+    expect(c.buckets.length).toBeGreaterThanOrEqual(2);
+    for (const b of c.buckets) expect(b.stack.length).toBeGreaterThan(0);
+  });
+
+  test("duplicated lines (two threads walking at once) change nothing", () => {
+    const once = assemble(lines);
+    const twice = assemble([...lines, ...lines.filter((l) => l.includes('"C ') || l.includes('"S '))]);
+    expect(twice.buckets).toEqual(once.buckets);
+  });
+
+  test("a lost stack line makes the capture partial, and says so", () => {
+    const dropped = lines.filter((l, i) => !(l.includes('"S ') && i === lines.findIndex((x) => x.includes('"S '))));
+    const c = assemble(dropped);
+    expect(c.complete).toBe(false);
+    expect(c.gaps.join(" ")).toContain("partial stacks");
+  });
+
+  test("a walk cut short is detected from the list, not from the end marker", () => {
+    const firstC = lines.findIndex((l) => l.includes('"C '));
+    const c = assemble(lines.filter((_, i) => i !== firstC + 1));
+    expect(c.complete).toBe(false);
+    expect(c.gaps.join(" ")).toContain("stopped after");
+  });
+
+  test("the profile encodes and decodes with the right sample types and period", () => {
+    const c = assemble(lines);
+    const samples = heapSamples(c.buckets, c.header!.memProfileRate, c.header!.cycle);
+    const p = buildPprof(samples, {
+      binaryPath: "/tmp/leaker",
+      buildId: "x",
+      mapping: { start: 0x400000, limit: 0x500000, offset: 0 },
+      memProfileRate: c.header!.memProfileRate,
+      timeNanos: 1n,
+      comments: ["test"],
+    });
+    const back = Profile.decode(gunzipSync(encodeProfileGz(p)));
+    const st = back.stringTable.strings;
+    expect(back.sampleType.map((t) => st[Number(t.type)])).toEqual([
+      "inuse_objects", "inuse_space", "gc_live_objects", "gc_live_space", "since_gc_objects", "since_gc_space", "alloc_objects", "alloc_space",
+    ]);
+    expect(st[Number(back.defaultSampleType)]).toBe("inuse_space");
+    expect(Number(back.period)).toBe(524288);
+    expect(back.sample.length).toBe(samples.length);
+    // Locations hold the call instruction (return PC - 1), inside the mapping.
+    for (const loc of back.location) expect(Number(loc.mappingId)).toBe(1);
+  });
+});
