@@ -69,6 +69,8 @@ export class CaptureAssembler {
       case "X":
         this.state(r.pid).exited = true;
         return r.pid;
+      case "P":
+        return undefined;
     }
   }
 

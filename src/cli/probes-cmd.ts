@@ -30,6 +30,6 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
     if (!target) throw new UserError(why ?? `${argv[0]}: not a Go program`);
     targets.push(target);
   }
-  process.stdout.write(generateScript({ host, targets }));
+  process.stdout.write(generateScript({ host, targets }).text);
   return 0;
 }

@@ -1,13 +1,11 @@
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { CaptureAssembler } from "../capture/walk-capture.ts";
+import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
-import { generateScript } from "../probes/generate.ts";
-import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
@@ -59,6 +57,26 @@ export async function targetForCommand(path: string): Promise<{ target?: GoTarge
   }
 }
 
+/** Waits until a process is stopped (state T in /proc/PID/stat), or gone. */
+async function waitStopped(pid: number, timeoutMs = 5000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+      if (state === "T" || state === "t" || state === "Z") return;
+    } catch {
+      return;
+    }
+    await Bun.sleep(2);
+  }
+}
+
+function exitStatus(child: { exitCode: number | null; signalCode: string | number | null }): number {
+  if (child.signalCode) return 128 + (osConstants.signals[child.signalCode as keyof typeof osConstants.signals] ?? 0);
+  return child.exitCode ?? 1;
+}
+
 export async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
   const t0 = performance.now();
   if (argv.length === 0) throw new UserError("run: no command given (usage: oomprof run [flags] -- CMD [ARGS...])", 2);
@@ -68,57 +86,45 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
   const style = terminalStyle(process.stderr);
-  if (!target) log.warn(`${why}; it will run, and kills will be reported, but no heap profile is possible`);
-  else if (target.memProfilingDisabled) {
+  if (target?.memProfilingDisabled) {
     log.warn(`${target.path}: memory profiling is disabled in this binary (runtime/pprof is not linked in); there will be no buckets`);
   }
+  if (!target) log.verbose(`${why}; following its execs for a Go program`);
 
   const host = await detectBpftrace();
-  const targets = target ? [target] : [];
-  const script = generateScript({ host, targets });
-  const assembler = new CaptureAssembler();
-  const firstSeen = new Map<number, number>();
+  let cgroup: MemoryCgroup | undefined;
   let childPid = -1;
   let wake: (() => void) | undefined;
-  const session = new BpftraceSession(
-    { bpftracePath: host.path, script },
-    {
-      onRecord(r) {
-        const pid = assembler.add(r);
-        if (pid !== undefined && !firstSeen.has(pid)) firstSeen.set(pid, performance.now());
-        if (pid === childPid && (r.tag === "X" || r.tag === "E")) wake?.();
-      },
-      onBadRecord: (line, whyBad) => log.warn(`unparseable probe record (${whyBad}): ${line.slice(0, 120)}`),
-      onHelperError: (msg) => log.verbose(`bpftrace helper error: ${msg}`),
+  let bpftraceLost: string | undefined;
+  let report: (pid: number) => void = () => {};
+  const reported = new Set<number>();
+  const pendingReports: Promise<void>[] = [];
+  const sessions = new ProbeSessions(host, {
+    onRecord(r, pid) {
+      if (r.tag === "X" || r.tag === "E") wake?.();
+      // A descendant (not the child itself) killed while the child lives: report it now.
+      if (r.tag === "X" && pid !== undefined && pid !== childPid && sessions.execs.has(pid)) {
+        pendingReports.push(Promise.resolve().then(() => report(pid)));
+      }
     },
-  );
-  const probes = await session.attached;
-  const armedMs = Math.round(performance.now() - t0);
-  events.emit({
-    event: "armed",
-    time: nowIso(),
-    bpftrace_version: host.version.text,
-    walk: "while",
-    probes,
-    targets: targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
-    armed_ms: armedMs,
+    onWarning: (m) => log.warn(m),
+    onVerbose: (m) => log.verbose(m),
+    onSessionLost(whyLost) {
+      bpftraceLost = whyLost;
+      log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
+    },
   });
-  if (!flags.quiet) log.info(`armed in ${armedMs} ms (bpftrace ${host.version.text}, ${probes} probes)${target ? `, watching ${target.path} (${target.buildInfo.goVersion})` : ""}`);
-
-  let cgroup: MemoryCgroup | undefined;
-  let bpftraceDied = false;
   try {
     if (flags.limit !== undefined) cgroup = createMemoryCgroup(flags.limit);
-    // With a cgroup, a tiny shell moves itself into it and then execs the command,
-    // so the program is confined from its first instruction and keeps its pid, argv,
-    // environment, working directory and stdio.
-    const spawnArgv = cgroup ? ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procsFile, ...argv] : argv;
-    const child = Bun.spawn(spawnArgv, {
+    // A tiny shell joins the cgroup, stops itself until the probes are attached, then
+    // execs the command: the program keeps its pid, argv, environment, working
+    // directory and stdio, is confined from its first instruction, and cannot run
+    // before oomprof is watching.
+    const join = cgroup ? 'echo $$ > "$0" && ' : "";
+    const child = Bun.spawn(["/bin/sh", "-c", `${join}kill -STOP $$ && exec "$@"`, cgroup?.procsFile ?? "oomprof-run", ...argv], {
       stdio: ["inherit", flags.events === "-" ? 2 : "inherit", "inherit"],
     });
     childPid = child.pid;
-    const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
-    events.emit({ event: "start", time: nowIso(), pid: child.pid, argv, cgroup: cgroupName, limit_bytes: cgroup?.limitBytes ?? null });
     const forward = (sig: NodeJS.Signals) => () => {
       try {
         child.kill(sig);
@@ -128,51 +134,86 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     };
     const handlers = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((sig) => [sig, forward(sig)] as const);
     for (const [sig, h] of handlers) process.on(sig, h);
-    void session.exited.then(() => {
-      if (childPid > 0 && child.exitCode === null && child.signalCode === null) {
-        bpftraceDied = true;
-        log.warn(`bpftrace exited while ${argv[0]} is still running: heap capture is off (${session.errorSummary() || "no error given"})`);
-      }
+
+    let probes: number;
+    try {
+      probes = await sessions.startMain(target ? [target] : [], child.pid);
+    } catch (e) {
+      child.kill("SIGKILL");
+      await child.exited;
+      throw e;
+    }
+    const armedMs = Math.round(performance.now() - t0);
+    events.emit({
+      event: "armed",
+      time: nowIso(),
+      bpftrace_version: host.version.text,
+      walk: "while",
+      probes,
+      targets: sessions.targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
+      armed_ms: armedMs,
     });
+    if (!flags.quiet) log.info(`armed in ${armedMs} ms (bpftrace ${host.version.text}, ${probes} probes)${target ? `, watching ${target.path} (${target.buildInfo.goVersion})` : ""}`);
+    const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
+    report = (pid: number) => {
+      const assembler = sessions.assembler;
+      if (reported.has(pid) || !assembler.has(pid)) return;
+      const capture = assembler.capture(pid);
+      if (!capture.victim && !capture.header) return;
+      reported.add(pid);
+      const exec = sessions.execs.get(pid);
+      const walked = capture.header ? sessions.targetById(capture.header.targetId) : undefined;
+      const killTarget = walked ?? exec?.target ?? (pid === child.pid ? target : undefined);
+      const { event, sites } = reportKill(capture, {
+        target: killTarget,
+        symbolizer: killTarget ? loadSymbolizer(killTarget) : undefined,
+        outDir,
+        lostEvents: sessions.lostEvents,
+        cgroup: cgroupName,
+        limitBytes: cgroup?.limitBytes ?? null,
+        firstSeenMs: sessions.firstSeenMs.get(pid),
+        noProfileReason: bpftraceLost ? `bpftrace exited early: ${bpftraceLost}` : (exec?.why ?? why),
+      });
+      events.emit(event);
+      if (!flags.quiet) process.stderr.write(renderKillSummary(event, sites, style));
+      sessions.assembler.forget(pid);
+    };
+    events.emit({ event: "start", time: nowIso(), pid: child.pid, argv, cgroup: cgroupName, limit_bytes: cgroup?.limitBytes ?? null });
+    await waitStopped(child.pid);
+    child.kill("SIGCONT");
 
     await child.exited;
     for (const [sig, h] of handlers) process.off(sig, h);
-    const status = child.signalCode ? 128 + (osConstants.signals[child.signalCode as keyof typeof osConstants.signals] ?? 0) : (child.exitCode ?? 1);
+    const status = exitStatus(child);
+    const assembler = sessions.assembler;
 
-    // The walk runs in the dying process's threads; its last lines may still be in flight.
-    if (child.signalCode === "SIGKILL" && !bpftraceDied) {
+    // The walk runs in the dying process's threads; its last lines may still be in
+    // flight. Wait for every killed process of ours (the child, or a program it ran)
+    // until its walk is whole or it is gone.
+    const ours = () => assembler.pids().filter((p) => (p === child.pid || sessions.execs.has(p)) && !reported.has(p));
+    const settled = (pid: number) => {
+      const c = assembler.capture(pid);
+      if (!c.victim && !c.header) return true;
+      if (c.exited || (c.walkEnded && c.complete)) return true;
+      // Killed but not a Go program we walk: nothing more will come.
+      const walkable = c.header || sessions.execs.get(pid)?.target || (pid === child.pid && target);
+      return !walkable;
+    };
+    if (!bpftraceLost) {
       const deadline = performance.now() + DRAIN_MS;
-      while (performance.now() < deadline) {
-        const c = assembler.has(child.pid) ? assembler.capture(child.pid) : undefined;
-        if (c && (c.exited || (c.walkEnded && c.complete))) break;
+      while (performance.now() < deadline && !ours().every(settled)) {
         await new Promise<void>((res) => {
           wake = res;
           setTimeout(res, 50);
         });
       }
     }
-    if (assembler.has(child.pid)) {
-      const capture = assembler.capture(child.pid);
-      if (capture.victim || capture.header) {
-        const { event, sites } = reportKill(capture, {
-          target,
-          symbolizer: target ? loadSymbolizer(target) : undefined,
-          outDir,
-          lostEvents: session.lostEvents,
-          cgroup: cgroupName,
-          limitBytes: cgroup?.limitBytes ?? null,
-          firstSeenMs: firstSeen.get(child.pid),
-          noProfileReason: why,
-        });
-        events.emit(event);
-        if (!flags.quiet) process.stderr.write(renderKillSummary(event, sites, style));
-      }
-    }
+    await Promise.all(pendingReports);
+    for (const pid of ours()) report(pid);
     events.emit({ event: "exit", time: nowIso(), pid: child.pid, status, signal: child.signalCode ? String(child.signalCode) : null });
     return status;
   } finally {
-    session.stop();
-    await Promise.race([session.exited, new Promise((r) => setTimeout(r, 2000))]);
+    await sessions.stop();
     cgroup?.remove();
     events.close();
   }

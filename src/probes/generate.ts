@@ -1,5 +1,6 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
 import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import { VERSION } from "../version.ts";
@@ -24,7 +25,9 @@ export function fillTemplate(template: string, values: Record<string, Fill>): st
       if (!Number.isSafeInteger(v)) throw new Error(`probe template value for ${name} is not an integer`);
       return String(v);
     }
-    if (!/^[A-Za-z0-9_.() *>$+-]*$/.test(v)) throw new Error(`probe template value for ${name} has unsafe characters`);
+    // Operators are allowed (the generator builds expressions from numbers); quotes,
+    // braces, semicolons and newlines are not.
+    if (!/^[A-Za-z0-9_.() *>$+\-!=&|<]*$/.test(v)) throw new Error(`probe template value for ${name} has unsafe characters`);
     return v;
   });
   return out;
@@ -32,24 +35,39 @@ export function fillTemplate(template: string, values: Record<string, Fill>): st
 
 export interface ScriptOptions {
   host: BpftraceHost;
-  /** Go binaries to walk when they are killed; their index is the target id in records. */
+  /** Go binaries to walk when they are killed; their index (plus firstTargetId) is the target id in records. */
   targets: GoTarget[];
+  firstTargetId?: number;
+  /** Include the OOM-killer probes (one session per oomprof has them; extra walk-only sessions do not). */
+  victims?: boolean;
+  /** Stop programs exec'd under this pid that are not in knownInodes, for `run`. */
+  followExecs?: { rootPid: number; knownInodes: number[] };
   limits?: Partial<WalkLimits>;
 }
 
-export function generateScript(opts: ScriptOptions): string {
+export interface GeneratedScript {
+  text: string;
+  /** The script uses signal(), which bpftrace allows only with --unsafe. */
+  unsafe: boolean;
+}
+
+export function generateScript(opts: ScriptOptions): GeneratedScript {
   const walk = chooseWalk(opts.host.version, opts.limits);
-  const parts = [
-    fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name }),
-    markVictim,
-  ];
-  if (opts.host.hasOomKillProcessKprobe) parts.push(oomKillProcessKprobe);
-  opts.targets.forEach((target, id) => {
-    parts.push(fillTemplate(walk.template, { ...walk.values, ...targetValues(target, id) }));
+  const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
+  if (opts.victims ?? true) {
+    parts.push(markVictim);
+    if (opts.host.hasOomKillProcessKprobe) parts.push(oomKillProcessKprobe);
+  }
+  if (opts.followExecs) {
+    const known = opts.followExecs.knownInodes.map((ino) => `curtask->mm->exe_file->f_inode->i_ino != ${ino}`);
+    parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: known.length ? known.join(" && ") : "1" }));
+  }
+  opts.targets.forEach((target, i) => {
+    parts.push(fillTemplate(walk.template, { ...walk.values, ...targetValues(target, (opts.firstTargetId ?? 0) + i) }));
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
   if (opts.targets.length) parts.push(exitMarker);
-  return parts.join("");
+  return { text: parts.join(""), unsafe: opts.followExecs !== undefined };
 }
 
 function targetValues(t: GoTarget, id: number): Record<string, Fill> {

@@ -17,6 +17,8 @@ export interface SessionCallbacks {
 export interface SessionOptions {
   bpftracePath: string;
   script: string;
+  /** Pass --unsafe (the script stops processes with signal()). */
+  unsafe?: boolean;
   /** Per-CPU perf buffer pages (0.17-0.18) or ring buffer pages (0.19+). */
   bufferPages?: number;
   /** How long to wait for the probes to attach; the verifier can take seconds on big loops. */
@@ -45,7 +47,7 @@ export class BpftraceSession {
     writeFileSync(scriptPath, opts.script, { mode: 0o600 });
     const env: Record<string, string> = { ...process.env } as Record<string, string>;
     if (opts.bufferPages) env.BPFTRACE_PERF_RB_PAGES = String(opts.bufferPages);
-    this.proc = Bun.spawn([opts.bpftracePath, "-f", "json", scriptPath], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
+    this.proc = Bun.spawn([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
     let resolveAttached!: (n: number) => void;
     let rejectAttached!: (e: Error) => void;
     this.attached = new Promise((res, rej) => {

@@ -14,8 +14,9 @@ export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext:
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
 export interface ExitRecord { tag: "X"; pid: number }
+export interface ExecRecord { tag: "P"; pid: number; inode: number }
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord;
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -77,6 +78,9 @@ export function parseRecord(text: string): WalkRecord {
     case "X":
       need(2);
       return { tag: "X", pid: dec(f[1]) };
+    case "P":
+      need(3);
+      return { tag: "P", pid: dec(f[1]), inode: dec(f[2]) };
     default:
       throw new Error(`unknown record tag ${JSON.stringify(f[0])}`);
   }

@@ -30,6 +30,8 @@ const FUNCID_NORMAL = 0;
 /** Bounds the inline walk; real inlining depth is limited by the compiler to far less. */
 const MAX_INLINE_DEPTH = 256;
 const NO_FUNCDATA = 0xffffffff;
+/** Marks errors that escaped the explicit bounds checks (the fuzz test looks for it). */
+export const UNEXPECTED_PARSE_ERROR = "unexpected error while reading the Go pclntab";
 
 /** The fields of one _func record that symbolization needs. */
 interface FuncRecord {
@@ -110,8 +112,9 @@ export class GoSymbolizer {
       return new GoSymbolizer(elf);
     } catch (e) {
       if (e instanceof BadBinaryError) throw e;
-      // Any other failure while parsing means the data is not what we expect.
-      throw new BadBinaryError(elf.path, `corrupt Go pclntab (${(e as Error).message})`);
+      // Every read is bounds-checked, so this is a bug; still, it was caused
+      // by this binary, so report it as a bad binary rather than crash.
+      throw new BadBinaryError(elf.path, `${UNEXPECTED_PARSE_ERROR} (${(e as Error)?.message})`);
     }
   }
 

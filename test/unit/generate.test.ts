@@ -23,14 +23,14 @@ describe("generateScript", () => {
   });
 
   test("no kprobe where the host has none, kprobe:oom_kill_process where it is listed", () => {
-    expect(generateScript({ host: host("0.17.0", false), targets: [target] })).not.toContain("kprobe:");
-    const withK = generateScript({ host: host("0.17.0", true), targets: [target] });
+    expect(generateScript({ host: host("0.17.0", false), targets: [target] }).text).not.toContain("kprobe:");
+    const withK = generateScript({ host: host("0.17.0", true), targets: [target] }).text;
     expect(withK).toContain("kprobe:oom_kill_process");
     expect(withK).toContain("struct oom_control");
   });
 
   test("the script names the target by inode and carries its runtime addresses, nothing unfilled", () => {
-    const s = generateScript({ host: host("0.17.0", false), targets: [target] });
+    const s = generateScript({ host: host("0.17.0", false), targets: [target] }).text;
     expect(s).toContain("tracepoint:oom:mark_victim");
     expect(s).toContain("tracepoint:signal:signal_deliver");
     expect(s).toContain(`i_ino == ${target.inode}`);
@@ -40,7 +40,7 @@ describe("generateScript", () => {
   });
 
   test("the 0.17 script is accepted by this host's bpftrace", async () => {
-    const s = generateScript({ host: host("0.17.0", false), targets: [target] });
+    const s = generateScript({ host: host("0.17.0", false), targets: [target] }).text;
     // Replace the attach points with BEGIN so the check loads nothing into the kernel for long.
     const p = Bun.spawn(["bpftrace", "-e", `${s}\nBEGIN { exit(); }`], { stdout: "pipe", stderr: "pipe" });
     const code = await p.exited;

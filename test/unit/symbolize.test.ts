@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
@@ -101,7 +101,7 @@ const OutputSchema = z.object({
   stacks: z.array(z.object({ name: z.string(), pcs: z.array(z.string()), frames: z.array(FrameSchema) })),
 });
 type Output = z.infer<typeof OutputSchema>;
-type ExpectedFrame = Omit<SourceFrame, "startLine">;
+type ExpectedFrame = Pick<SourceFrame, "function" | "file" | "line">;
 
 const VARIANTS: Array<{ name: string; flags: string[] }> = [
   { name: "default", flags: [] },
@@ -169,36 +169,32 @@ function checkAgainstRuntime(sym: GoSymbolizer, output: Output, bias: bigint): S
   const expansions: SourceFrame[][] = [];
   for (const stack of output.stacks) {
     const pcs = stack.pcs.map(hex);
-    // Group CallersFrames's frames by the Callers PC they came from (frame.PC is pc-1, or pc at a function entry).
-    const groups: ExpectedFrame[][] = [];
+    // CallersFrames's frames, each tagged with the index of the Callers PC it
+    // came from (frame.PC is that pc-1, or pc itself at a function entry).
+    const expected: Array<ExpectedFrame & { pcIndex: number }> = [];
     const lookups: bigint[] = [];
     for (const f of stack.frames) {
       const pc = hex(f.pc);
-      const next = pcs[groups.length];
-      if (next !== undefined && (pc === next - 1n || pc === next)) {
-        groups.push([]);
-        lookups.push(pc);
-      }
-      expect(groups.length).toBeGreaterThan(0);
-      groups[groups.length - 1]!.push({ function: f.function, file: f.file, line: f.line, inlined: true });
+      const next = pcs[lookups.length];
+      if (next !== undefined && (pc === next - 1n || pc === next)) lookups.push(pc);
+      expect(lookups.length).toBeGreaterThan(0);
+      expected.push({ function: f.function, file: f.file, line: f.line, pcIndex: lookups.length - 1 });
     }
-    expect(groups.length).toBe(pcs.length);
+    expect(lookups.length).toBe(pcs.length);
 
-    // A group is a physical frame if symbolizing its PC gives exactly one frame.
-    const flat: Array<ExpectedFrame & { group: number }> = groups.flatMap((g, group) => g.map((f) => ({ ...f, group })));
-    for (let i = 0; i < groups.length; i++) {
+    for (let i = 0; i < lookups.length; i++) {
       const got = sym.frames(lookups[i]! - bias);
       expansions.push(got);
-      const start = flat.findIndex((f) => f.group === i);
-      const expected = flat.slice(start, start + got.length);
-      // The expansion must end exactly at a group boundary: the physical frame.
-      const endsAtBoundary = start + got.length === flat.length || flat[start + got.length]!.group !== flat[start + got.length - 1]!.group;
+      const start = expected.findIndex((f) => f.pcIndex === i);
+      const end = start + got.length;
       const context = `${stack.name} pc#${i} 0x${lookups[i]!.toString(16)}`;
       expect({ context, frames: got.map(({ function: fn, file, line }) => ({ function: fn, file, line })) }).toEqual({
         context,
-        frames: expected.map(({ function: fn, file, line }) => ({ function: fn, file, line })),
+        frames: expected.slice(start, end).map(({ function: fn, file, line }) => ({ function: fn, file, line })),
       });
-      expect({ context, endsAtBoundary }).toEqual({ context, endsAtBoundary: true });
+      // The expansion ends with all frames of a Callers PC: the physical frame.
+      const endsAtPcBoundary = end === expected.length || expected[end]!.pcIndex !== expected[end - 1]!.pcIndex;
+      expect({ context, endsAtPcBoundary }).toEqual({ context, endsAtPcBoundary: true });
       expect(got.map((f) => f.inlined)).toEqual(got.map((_, k) => k < got.length - 1));
     }
   }
@@ -226,7 +222,7 @@ for (const go of goList) {
     let sourceReady = false;
     const prepare = () => {
       if (sourceReady) return;
-      Bun.spawnSync(["mkdir", "-p", dir]);
+      mkdirSync(dir, { recursive: true });
       writeProgram(dir);
       sourceReady = true;
     };
@@ -237,7 +233,7 @@ for (const go of goList) {
         async () => {
           prepare();
           const binary = join(dir, `prog-${variant.name}`);
-          await goBuild(go!, dir, binary, variant.flags);
+          await goBuild(go, dir, binary, variant.flags);
           const output = await runProgram(binary);
           const elf = await ElfFile.open(binary);
           const sym = GoSymbolizer.fromElf(elf);
@@ -276,7 +272,7 @@ for (const go of goList) {
       async () => {
         prepare();
         const binary = join(dir, "prog-arm64");
-        await goBuild(go!, dir, binary, [], { GOARCH: "arm64", GOOS: "linux", CGO_ENABLED: "0" });
+        await goBuild(go, dir, binary, [], { GOARCH: "arm64", GOOS: "linux", CGO_ENABLED: "0" });
         const elf = await ElfFile.open(binary);
         expect(elf.arch).toBe("arm64");
         const sym = GoSymbolizer.fromElf(elf);
