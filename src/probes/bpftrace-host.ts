@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 
@@ -7,6 +8,8 @@ export interface BpftraceHost {
   version: BpftraceVersion;
   /** kprobe:oom_kill_process is listed (kernels built with CONFIG_KPROBES). */
   hasOomKillProcessKprobe: boolean;
+  /** sched_process_exit fires while the exiting thread still has its mm (Linux 6.16+). */
+  exitKeepsMm: boolean;
 }
 
 export interface BpftraceVersion {
@@ -55,5 +58,22 @@ export async function detectBpftrace(): Promise<BpftraceHost> {
     throw new UserError(`bpftrace ${version.text} is too old: oomprof needs ${MIN_BPFTRACE.major}.${MIN_BPFTRACE.minor} or newer`);
   }
   const listed = run(["-l", "kprobe:oom_kill_process"]);
-  return { path, version, hasOomKillProcessKprobe: listed.ok && listed.out.includes("kprobe:oom_kill_process") };
+  return {
+    path,
+    version,
+    hasOomKillProcessKprobe: listed.ok && listed.out.includes("kprobe:oom_kill_process"),
+    exitKeepsMm: exitTracepointKeepsMm(),
+  };
+}
+
+/** The sched_process_exit tracepoint gained `group_dead` when it moved before exit_mm(). */
+function exitTracepointKeepsMm(): boolean {
+  for (const root of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) {
+    try {
+      return readFileSync(`${root}/events/sched/sched_process_exit/format`, "utf8").includes("group_dead");
+    } catch {
+      /* try the next mount point */
+    }
+  }
+  return false;
 }

@@ -6,7 +6,7 @@ import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" w
 import { VERSION } from "../version.ts";
 import type { GoTarget } from "../target/go-target.ts";
 import type { BpftraceHost } from "./bpftrace-host.ts";
-import { chooseWalk, type WalkLimits } from "./walk-templates.ts";
+import { chooseWalk, walkAttachPoints, type WalkLimits } from "./walk-templates.ts";
 
 /** One value a template placeholder may take: numbers and fixed identifiers only. */
 type Fill = number | bigint | string;
@@ -52,7 +52,7 @@ export interface GeneratedScript {
 }
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
-  const walk = chooseWalk(opts.host.version, opts.limits);
+  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length);
   const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
   if (opts.victims ?? true) {
     parts.push(markVictim);
@@ -62,8 +62,12 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
     const known = opts.followExecs.knownInodes.map((ino) => `curtask->mm->exe_file->f_inode->i_ino != ${ino}`);
     parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: known.length ? known.join(" && ") : "1" }));
   }
+  const attachPoints = walkAttachPoints(opts.host);
   opts.targets.forEach((target, i) => {
-    parts.push(fillTemplate(walk.template, { ...walk.values, ...targetValues(target, (opts.firstTargetId ?? 0) + i) }));
+    for (const attach of attachPoints) {
+      const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
+      parts.push(fillTemplate(template, { ...walk.values, ...targetValues(target, (opts.firstTargetId ?? 0) + i), ATTACH_NAME: attach.name }));
+    }
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
   if (opts.targets.length) parts.push(exitMarker);

@@ -1,5 +1,8 @@
+import attachExit from "../../probes/walk/attach/exit.bt" with { type: "text" };
+import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "text" };
 import walkWhile from "../../probes/walk/while.bt" with { type: "text" };
-import type { BpftraceVersion } from "./bpftrace-host.ts";
+import walkForMap from "../../probes/walk/for-map.bt" with { type: "text" };
+import { versionAtLeast, type BpftraceHost, type BpftraceVersion } from "./bpftrace-host.ts";
 
 /**
  * The memory-profile walk differs by bpftrace's loop features. Each variant is one
@@ -10,6 +13,11 @@ export interface WalkLimits {
   counterIterations: number;
   /** 8-frame stack lines one probe firing prints. */
   stackIterations: number;
+  /**
+   * for-map walk (0.21+): keys in the map its three nested loops iterate over, so one
+   * firing prints up to loopKeys³ lines (C and S together). At most 100 (unroll's limit).
+   */
+  loopKeys: number;
 }
 
 export interface WalkVariant {
@@ -21,14 +29,34 @@ export interface WalkVariant {
 /**
  * 0.17-0.20: bounded `while` loops, verified instruction by instruction; the defaults
  * stay well inside the kernel's one-million-instruction budget (see FIELD-NOTES).
+ * 0.21+: `for` over a map (bpf_for_each_map_elem), whose body is verified once: 100 keys
+ * nested three deep is a million lines a firing, enough for 200,000+ buckets.
  */
-export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 2000, stackIterations: 2000 };
+export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 2000, stackIterations: 2000, loopKeys: 100 };
 
-export function chooseWalk(_version: BpftraceVersion, limits: Partial<WalkLimits> = {}): WalkVariant {
+export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}, targetCount = 1): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
+  // for-map.bt keeps to 0.21's for-loop rules (loop bodies read maps, never outer
+  // variables), but 0.21 also allows loops in only one probe, i.e. one target a script.
+  if (versionAtLeast(version, 0, 22) || (versionAtLeast(version, 0, 21) && targetCount <= 1)) {
+    if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
+    return { name: "for-map", template: walkForMap, values: { ITER_KEYS: l.loopKeys } };
+  }
   return {
     name: "while",
     template: walkWhile,
     values: { COUNTER_ITERATIONS: l.counterIterations, STACK_ITERATIONS: l.stackIterations },
   };
+}
+
+/**
+ * Where a walk runs. Each firing continues the walk, so more firings in the victim's
+ * context mean more buckets. SIGKILL delivery fires once per thread. Since Linux 6.16
+ * sched_process_exit fires before exit_mm() (the same change gave it `group_dead`), so
+ * each thread fires once more with the victim's memory still mapped.
+ */
+export function walkAttachPoints(host: BpftraceHost): Array<{ name: string; template: string }> {
+  const points = [{ name: "on SIGKILL delivery", template: attachSigkill }];
+  if (host.exitKeepsMm) points.push({ name: "on thread exit", template: attachExit });
+  return points;
 }

@@ -34,6 +34,12 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
     hasInlineFrames: symbolizer !== undefined,
   });
   const locations = new Map<number, Location>();
+  const framesOf = new Map<number, SourceFrame[]>();
+  const framesFor = (returnPc: number) => {
+    let f = framesOf.get(returnPc);
+    if (!f) framesOf.set(returnPc, (f = symbolizer ? symbolizer.frames(BigInt(returnPc - 1)) : []));
+    return f;
+  };
   const functions = new Map<string, PFunction>();
   const functionId = (f: SourceFrame) => {
     const key = `${f.function}\0${f.file}`;
@@ -48,7 +54,7 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
     let loc = locations.get(returnPc);
     if (!loc) {
       const address = returnPc - 1;
-      const frames = symbolizer ? symbolizer.frames(BigInt(address)) : [];
+      const frames = framesFor(returnPc);
       loc = new Location({
         id: locations.size + 1,
         mappingId: address >= meta.mapping.start && address < meta.mapping.limit ? 1 : 0,
@@ -59,7 +65,26 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
     }
     return loc.id;
   };
-  const sample = samples.map((h) => new Sample({ locationId: h.stack.map(locationId), value: h.values }));
+  /**
+   * The runtime records one PC per logical frame, inlined ones included, while one
+   * look-up already expands a PC into its whole inline chain. So after a location
+   * with k frames, the PCs of its k-1 inline parents are skipped, as runtime/pprof does.
+   */
+  const stackLocations = (stack: number[]) => {
+    const ids: Array<number | bigint> = [];
+    for (let i = 0; i < stack.length; i++) {
+      const pc = stack[i]!;
+      ids.push(locationId(pc));
+      const chain = framesFor(pc);
+      for (let depth = 1; depth < chain.length && i + 1 < stack.length; depth++) {
+        const next = framesFor(stack[i + 1]!);
+        if (!next.length || !sameFrame(next[0]!, chain[depth]!)) break;
+        i++;
+      }
+    }
+    return ids;
+  };
+  const sample = samples.map((h) => new Sample({ locationId: stackLocations(h.stack), value: h.values }));
   return new Profile({
     sampleType: SAMPLE_TYPES.map(([type, unit]) => new ValueType({ type: s(type), unit: s(unit) })),
     sample,
@@ -77,4 +102,8 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
 
 export function encodeProfileGz(p: Profile): Uint8Array {
   return gzipSync(p.encode());
+}
+
+function sameFrame(a: SourceFrame, b: SourceFrame): boolean {
+  return a.function === b.function && a.file === b.file;
 }

@@ -1,7 +1,20 @@
+import { log } from "../cli/log.ts";
+import { BadBinaryError } from "../errors.ts";
 import type { GoTarget } from "../target/go-target.ts";
+import { GoSymbolizer } from "./pclntab.ts";
 import type { Symbolizer } from "./types.ts";
 
-/** The symbolizer for a target's binary, or undefined when its tables cannot be read. */
-export function loadSymbolizer(_target: GoTarget): Symbolizer | undefined {
-  return undefined;
+/**
+ * The symbolizer for a target's binary (Go's own .gopclntab, which survives
+ * stripping), or undefined when its tables cannot be read: the profile then carries
+ * addresses and the mapping, and `go tool pprof` symbolizes from the binary.
+ */
+export function loadSymbolizer(target: GoTarget): Symbolizer | undefined {
+  try {
+    return GoSymbolizer.fromElf(target.elf);
+  } catch (e) {
+    if (!(e instanceof BadBinaryError)) throw e;
+    log.warn(`${target.path}: cannot read its symbol tables (${e.message}); the profile will carry addresses only`);
+    return undefined;
+  }
 }

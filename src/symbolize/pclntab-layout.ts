@@ -1,5 +1,5 @@
 import { BadBinaryError } from "../errors.ts";
-import { PF_X, PT_LOAD, type ElfFile } from "../target/elf.ts";
+import { PF_X, PT_LOAD, type ElfFile, type ElfSymbol } from "../target/elf.ts";
 
 /**
  * Where Go's pc/line table lives in an ELF file and how it is laid out, per
@@ -192,7 +192,7 @@ export function locatePclntab(elf: ElfFile): { location: PclntabLocation; header
     if (found) return found;
   }
 
-  const symbols = elf.symbols();
+  const symbols = symbolsOrNone(elf);
   const start = symbols.get("runtime.pclntab") ?? symbols.get("runtime.pcheader");
   if (start) {
     const end = symbols.get("runtime.epclntab");
@@ -203,6 +203,16 @@ export function locatePclntab(elf: ElfFile): { location: PclntabLocation; header
   const scanned = scanForHeader(elf, attempt);
   if (scanned) return scanned;
   throw new BadBinaryError(elf.path, tried.length ? `no usable Go pclntab (${tried.join("; ")})` : "no Go pclntab found (not a Go binary?)");
+}
+
+/** The ELF symbols, or none if the symbol table is corrupt: they are only one of several ways in. */
+function symbolsOrNone(elf: ElfFile): Map<string, ElfSymbol> {
+  try {
+    return elf.symbols();
+  } catch (e) {
+    if (e instanceof BadBinaryError) return new Map();
+    throw e;
+  }
 }
 
 /** Bytes from `addr` up to `end` (if given and sensible) or the end of its segment's file data. */
@@ -251,7 +261,7 @@ function scanForHeader<T>(elf: ElfFile, attempt: (loc: PclntabLocation, what: st
 export function findGofunc(elf: ElfFile, location: PclntabLocation, header: PclntabHeader): bigint | undefined {
   const word = header.layout.moduledataGofuncWord;
   if (word < 0) return undefined;
-  const symbols = elf.symbols();
+  const symbols = symbolsOrNone(elf);
   const fromModuledata = (addr: bigint): bigint | undefined => {
     const md = elf.readVirtual(addr, (word + 1) * 8);
     if (!md) return undefined;

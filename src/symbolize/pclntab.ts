@@ -121,7 +121,13 @@ export class GoSymbolizer {
   /**
    * Frames for one look-up PC (return addresses already decremented by the
    * caller), innermost inlined callee first and the physical function last.
-   * Empty if the PC is outside every function.
+   * Empty if the PC is outside every function. `pc` is a link-time address:
+   * for PIE processes subtract the load bias first.
+   *
+   * Stacks from runtime.Callers and memory-profile buckets already hold one PC
+   * per logical frame, so for such a list frames(pc[i] - 1) ends with the
+   * frames of pc[i+1], ... up to the physical one; callers merging a whole
+   * stack must skip those (as runtime/pprof does).
    */
   frames(pc: bigint): SourceFrame[] {
     if (pc < 0n || pc > BigInt(Number.MAX_SAFE_INTEGER)) return [];

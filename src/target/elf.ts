@@ -246,8 +246,9 @@ export class ElfFile {
 
 const utf8 = new TextDecoder();
 
+/** Rounds up to 4 without 32-bit overflow (note sizes come from untrusted files). */
 function align4(n: number): number {
-  return (n + 3) & ~3;
+  return Math.ceil(n / 4) * 4;
 }
 
 function cString(bytes: Uint8Array, at: number): string {

@@ -5,7 +5,7 @@ import { parseBpftraceVersion } from "../../src/probes/bpftrace-host.ts";
 import { discoverGoTarget, type GoTarget } from "../../src/target/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
-const host = (version: string, kprobes: boolean): BpftraceHost => ({ path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${version}`), hasOomKillProcessKprobe: kprobes });
+const host = (version: string, kprobes: boolean): BpftraceHost => ({ path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${version}`), hasOomKillProcessKprobe: kprobes, exitKeepsMm: true });
 
 describe("fillTemplate", () => {
   test("fills numbers and refuses anything that could change the script", () => {

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { GoSymbolizer, type SourceFrame } from "../../src/symbolize/pclntab.ts";
+import { funcNameForPrint, GoSymbolizer, type SourceFrame } from "../../src/symbolize/pclntab.ts";
 import { ElfFile, PT_LOAD } from "../../src/target/elf.ts";
 
 /**
@@ -92,6 +92,52 @@ func textMapping() string {
 		}
 	}
 	return ""
+}
+`;
+
+/**
+ * An independent oracle for big tables: Go's own debug/gosym, run on the
+ * toolchain's compile binary. It knows no inlining, but its innermost
+ * file:line and physical function name must match ours at every PC.
+ */
+const GOSYM_CHECKER = String.raw`
+package main
+
+import (
+	"debug/elf"
+	"debug/gosym"
+	"fmt"
+	"math/rand"
+	"os"
+)
+
+func main() {
+	f, err := elf.Open(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	s := f.Section(".gopclntab")
+	if s == nil {
+		s = f.Section(".data.rel.ro.gopclntab")
+	}
+	data, err := s.Data()
+	if err != nil {
+		panic(err)
+	}
+	table, err := gosym.NewTable(nil, gosym.NewLineTable(data, f.Section(".text").Addr))
+	if err != nil {
+		panic(err)
+	}
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 5000; i++ {
+		fn := table.Funcs[r.Intn(len(table.Funcs))]
+		if fn.End <= fn.Entry {
+			continue
+		}
+		pc := fn.Entry + uint64(r.Int63n(int64(fn.End-fn.Entry)))
+		file, line, _ := table.PCToLine(pc)
+		fmt.Printf("%x\t%s\t%s\t%d\n", pc, fn.Name, file, line)
+	}
 }
 `;
 
@@ -266,6 +312,43 @@ for (const go of goList) {
         300_000,
       );
     }
+
+    test(
+      "agrees with debug/gosym on the toolchain's own compile binary",
+      async () => {
+        const checkerDir = join(dir, "gosym-checker");
+        mkdirSync(checkerDir, { recursive: true });
+        writeFileSync(join(checkerDir, "main.go"), GOSYM_CHECKER);
+        writeFileSync(join(checkerDir, "go.mod"), "module example.com/gosymchecker\n\ngo 1.18\n");
+        const checker = join(checkerDir, "checker");
+        await goBuild(go, checkerDir, checker, []);
+        const toolDir = Bun.spawnSync([go, "env", "GOTOOLDIR"], { env: goEnv() }).stdout.toString().trim();
+        const compile = join(toolDir, "compile");
+        const proc = Bun.spawn([checker, compile], { stdout: "pipe", stderr: "pipe" });
+        const [code, tsv, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+        expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+
+        const sym = GoSymbolizer.fromElf(await ElfFile.open(compile));
+        const mismatches: string[] = [];
+        let inlined = 0;
+        const rows = tsv.trim().split("\n");
+        for (const row of rows) {
+          const [pc, name, file, line] = row.split("\t") as [string, string, string, string];
+          const frames = sym.frames(hex(pc));
+          if (frames.length > 1) inlined++;
+          // gosym says "" and -1 where the runtime (and we) say "?" and 0: padding after a function's code.
+          const want = { function: funcNameForPrint(name), file: file || "?", line: Math.max(0, Number(line)) };
+          const got = { function: frames.at(-1)?.function, file: frames[0]?.file, line: frames[0]?.line };
+          // The runtime gives the function at name offset 0 (the first in the table) no name.
+          if (got.function === "" && frames.length === 1) got.function = want.function;
+          if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${pc}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+        }
+        expect(rows.length).toBeGreaterThan(4000);
+        expect(inlined).toBeGreaterThan(100);
+        expect(mismatches.slice(0, 5)).toEqual([]);
+      },
+      300_000,
+    );
 
     test(
       "arm64 cross build: physical function names at each function entry",

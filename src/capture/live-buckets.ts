@@ -1,0 +1,55 @@
+import type { GoTarget } from "../target/go-target.ts";
+import type { ProcessMemory } from "../target/proc.ts";
+import type { CapturedBucket } from "./walk-capture.ts";
+
+const BUCKET_HEADER = 48;
+const MEM_RECORD = 128;
+/** Go ≤1.22 keeps at most 32 frames; 1.23+ up to debug.profstackdepth (default 128, max 1024). */
+const MAX_STACK = 1024;
+
+export interface LiveProfileState {
+  head: number;
+  memProfileRate: number;
+  cycle: number;
+}
+
+/** The list head, MemProfileRate and profile cycle of a live Go process. */
+export function readProfileState(mem: ProcessMemory, target: GoTarget, bias: number): LiveProfileState | undefined {
+  const head = mem.u64(Number(target.vars.mbuckets) + bias);
+  const rate = mem.u64(Number(target.vars.memProfileRate) + bias);
+  if (head === undefined || rate === undefined) return undefined;
+  let cycle = -1;
+  if (target.vars.cycle) {
+    const b = mem.read(Number(target.vars.cycle.addr) + bias, 4);
+    if (b) cycle = target.vars.cycle.shifted ? b.readUInt32LE(0) >>> 1 : b.readUInt32LE(0);
+  }
+  return { head, memProfileRate: rate, cycle };
+}
+
+/**
+ * Walks runtime.mbuckets in a live process through /proc/PID/mem. Buckets are only
+ * ever prepended and never move, so a walk may stop at the first bucket it already
+ * knows (`known`): that is how the live mirror stays cheap.
+ */
+export function readLiveBuckets(mem: ProcessMemory, head: number, known?: Map<number, CapturedBucket>, maxBuckets = 10_000_000): { buckets: CapturedBucket[]; complete: boolean } {
+  const buckets: CapturedBucket[] = [];
+  let at = head;
+  while (at !== 0 && buckets.length < maxBuckets) {
+    if (known?.has(at)) return { buckets, complete: true };
+    const hdr = mem.read(at, BUCKET_HEADER);
+    if (!hdr) return { buckets, complete: false };
+    const allnext = Number(hdr.readBigUInt64LE(8));
+    const size = Number(hdr.readBigUInt64LE(32));
+    const nstk = Number(hdr.readBigUInt64LE(40));
+    if (nstk > MAX_STACK) return { buckets, complete: false };
+    const body = mem.read(at + BUCKET_HEADER, nstk * 8 + MEM_RECORD);
+    if (!body) return { buckets, complete: false };
+    const stack = new Array<number>(nstk);
+    for (let i = 0; i < nstk; i++) stack[i] = Number(body.readBigUInt64LE(i * 8));
+    const counts = new Array<number>(16);
+    for (let i = 0; i < 16; i++) counts[i] = Number(body.readBigUInt64LE(nstk * 8 + i * 8));
+    buckets.push({ address: at, size, stack, counts });
+    at = allnext;
+  }
+  return { buckets, complete: at === 0 };
+}

@@ -1,0 +1,3 @@
+module example.com/manystacks
+
+go 1.18
