@@ -6,6 +6,7 @@ import { VERSION } from "../version.ts";
 import { log } from "./log.ts";
 import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
 import { RunFlags, runCommand } from "./run.ts";
+import { SnapshotFlags, snapshotCommand } from "./snapshot.ts";
 
 /** Validates flags with zod and turns the first problem into one readable line. */
 function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>): z.infer<T> {
@@ -60,6 +61,15 @@ async function main(): Promise<number> {
     .action((opts: Record<string, unknown>) => {
       const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
       pending = probesCommand(argv, flagsOf(ProbesFlags, { print: opts.print, bpftraceVersion: opts.bpftraceVersion, kprobes: opts.kprobes }));
+    });
+
+  cli
+    .command("snapshot <pid>", "Write the heap profile of a live Go process now, without stopping it")
+    .option("--out <dir>", "Directory for the profile (default: $OOMPROF_OUT or .)")
+    .option("--events <path>", "Write an NDJSON snapshot event to this file, or - for stdout")
+    .example("sudo oomprof snapshot 1234 --out /var/tmp/oom")
+    .action((pid: string, opts: Record<string, unknown>) => {
+      pending = snapshotCommand(flagsOf(SnapshotFlags, { pid, out: opts.out, events: opts.events }));
     });
 
   cli.help();

@@ -64,9 +64,26 @@ export const ExitEvent = z.object({
   signal: z.string().nullable(),
 });
 
+export const SnapshotEvent = z.object({
+  event: z.literal("snapshot"),
+  time,
+  pid: z.number().int(),
+  comm: z.string(),
+  exe: z.string(),
+  go_version: z.string(),
+  profile: z.string().nullable(),
+  reason: z.string().nullable(),
+  buckets: z.number().int(),
+  complete: z.boolean(),
+  memprofile_rate: z.number().int(),
+  inuse_bytes: z.number(),
+  gc_live_bytes: z.number(),
+  top: z.array(z.object({ function: z.string(), inuse_bytes: z.number(), share: z.number() })),
+});
+
 export const WarningEvent = z.object({ event: z.literal("warning"), time, message: z.string() });
 
-export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ChildStartEvent, KillEvent, ExitEvent, WarningEvent]);
+export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, WarningEvent]);
 export type OomprofEvent = z.infer<typeof OomprofEvent>;
 export type KillEvent = z.infer<typeof KillEvent>;
 

@@ -1,4 +1,4 @@
-import type { ProcessCapture } from "../capture/walk-capture.ts";
+import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
@@ -26,6 +26,50 @@ export interface KillReport {
   sites: SiteTable | undefined;
 }
 
+export interface HeapProfileInput {
+  target: GoTarget;
+  symbolizer: Symbolizer | undefined;
+  outDir: string;
+  pid: number;
+  comm: string;
+  when: Date;
+  buckets: CapturedBucket[];
+  memProfileRate: number;
+  cycle: number;
+  bias: number;
+  /** What moment the profile is of ("OOM kill", "snapshot"...), for its comments. */
+  what: string;
+  /** Why the capture is partial; empty when complete. */
+  gaps: string[];
+}
+
+/** Encodes buckets as a pprof profile and writes it atomically into outDir. */
+export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
+  const t = p.target;
+  const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle);
+  const start = Number(t.text.vaddr) + p.bias;
+  const pageStart = start - (start % 4096);
+  const pprof = buildPprof(
+    samples,
+    {
+      binaryPath: t.path,
+      buildId: t.buildId,
+      mapping: { start: pageStart, limit: start + t.text.memsz, offset: t.text.offset - (start - pageStart) },
+      memProfileRate: p.memProfileRate,
+      timeNanos: BigInt(p.when.getTime()) * 1_000_000n,
+      comments: [
+        `oomprof: heap at ${p.what} of pid ${p.pid} (${p.comm})`,
+        `go: ${t.buildInfo.goVersion}${t.buildInfo.mainModule ? ` module ${t.buildInfo.mainModule.path}@${t.buildInfo.mainModule.version}` : ""}`,
+        `capture: ${p.buckets.length} buckets, ${p.gaps.length === 0 ? "complete" : `PARTIAL (${p.gaps.join("; ")})`}`,
+        "views: inuse_* = active + all future cycles (default); gc_live_* = live at the last completed GC (runtime/pprof's view); since_gc_* = the difference",
+      ],
+    },
+    p.symbolizer,
+  );
+  const path = writeFileAtomic(p.outDir, profileFileName(p.comm, p.pid, p.when), encodeProfileGz(pprof));
+  return { path, sites: allocationSites(samples, p.symbolizer) };
+}
+
 /** Turns what the probes saw about one dead process into its profile file and event. */
 export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const when = new Date();
@@ -42,28 +86,22 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   else if (c.header.memProfileRate === 0) reason = "memory profiling is off in this binary (runtime.MemProfileRate is 0): link runtime/pprof, e.g. import _ \"runtime/pprof\"";
   else if (!complete) reason = gaps.join("; ");
   if (t && c.header && c.buckets.length > 0) {
-    const samples = heapSamples(c.buckets, c.header.memProfileRate, c.header.cycle);
-    const start = Number(t.text.vaddr) + c.header.bias;
-    const pageStart = start - (start % 4096);
-    const pprof = buildPprof(
-      samples,
-      {
-        binaryPath: t.path,
-        buildId: t.buildId,
-        mapping: { start: pageStart, limit: start + t.text.memsz, offset: t.text.offset - (start - pageStart) },
-        memProfileRate: c.header.memProfileRate,
-        timeNanos: BigInt(when.getTime()) * 1_000_000n,
-        comments: [
-          `oomprof: heap at ${c.victim ? "OOM kill" : "SIGKILL"} of pid ${c.pid} (${comm})`,
-          `go: ${t.buildInfo.goVersion}${t.buildInfo.mainModule ? ` module ${t.buildInfo.mainModule.path}@${t.buildInfo.mainModule.version}` : ""}`,
-          `capture: ${c.buckets.length} buckets, ${complete ? "complete" : `PARTIAL (${gaps.join("; ")})`}`,
-          "views: inuse_* = active + all future cycles (default); gc_live_* = live at the last completed GC (runtime/pprof's view); since_gc_* = the difference",
-        ],
-      },
-      ctx.symbolizer,
-    );
-    profile = writeFileAtomic(ctx.outDir, profileFileName(comm, c.pid, when), encodeProfileGz(pprof));
-    sites = allocationSites(samples, ctx.symbolizer);
+    const written = writeHeapProfile({
+      target: t,
+      symbolizer: ctx.symbolizer,
+      outDir: ctx.outDir,
+      pid: c.pid,
+      comm,
+      when,
+      buckets: c.buckets,
+      memProfileRate: c.header.memProfileRate,
+      cycle: c.header.cycle,
+      bias: c.header.bias,
+      what: c.victim ? "OOM kill" : "SIGKILL",
+      gaps,
+    });
+    profile = written.path;
+    sites = written.sites;
   }
   const v = c.victim;
   const event: KillEvent = {

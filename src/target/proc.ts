@@ -5,8 +5,9 @@ import type { GoTarget } from "./go-target.ts";
 
 /** One line of /proc/PID/maps. */
 export const MapsLine = z.object({
-  start: z.number().int().nonnegative(),
-  end: z.number().int().nonnegative(),
+  // Kernel addresses (the vsyscall page) exceed 2^53: kept as approximate numbers.
+  start: z.number().nonnegative(),
+  end: z.number().nonnegative(),
   perms: z.string().regex(/^[r-][w-][x-][ps]$/),
   offset: z.number().int().nonnegative(),
   inode: z.number().int().nonnegative(),

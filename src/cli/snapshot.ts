@@ -1,0 +1,94 @@
+import { readFileSync, readlinkSync } from "node:fs";
+import { z } from "zod";
+import { readLiveBuckets, readProfileState } from "../capture/live-buckets.ts";
+import { BadBinaryError, UserError } from "../errors.ts";
+import { EventWriter, nowIso } from "../output/events.ts";
+import { formatBytes } from "../output/format.ts";
+import { prepareOutDir } from "../output/profile-file.ts";
+import { writeHeapProfile } from "../output/report-kill.ts";
+import { loadSymbolizer } from "../symbolize/load.ts";
+import { discoverGoTarget } from "../target/go-target.ts";
+import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
+import { log } from "./log.ts";
+import { requireRoot } from "./run.ts";
+
+export const SnapshotFlags = z.object({
+  pid: z.coerce.number({ message: "PID must be a number" }).int().positive("PID must be a positive integer"),
+  out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
+  events: z.string().min(1).optional(),
+});
+export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
+
+export const DISABLED_HINT = 'memory profiling is off in this binary (runtime.MemProfileRate is 0, set by the linker because runtime/pprof is not linked in): add import _ "runtime/pprof", or run it under `oomprof run`';
+
+/**
+ * `oomprof snapshot PID`: the heap profile of a live Go process, read through
+ * /proc/PID/mem. The process is neither stopped nor signalled.
+ */
+export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
+  const pid = flags.pid;
+  let exe: string;
+  try {
+    exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new UserError(`pid ${pid}: no such process`);
+    requireRoot();
+    throw new UserError(`pid ${pid}: cannot see its executable (${code})`);
+  }
+  requireRoot();
+  const comm = z.string().parse(readFileSync(`/proc/${pid}/comm`, "utf8")).trim();
+  let target;
+  try {
+    target = await discoverGoTarget(`/proc/${pid}/exe`);
+  } catch (e) {
+    if (e instanceof BadBinaryError) throw new UserError(`pid ${pid} (${comm}, ${exe}): ${e.message.replace(`/proc/${pid}/exe: `, "")}`);
+    throw e;
+  }
+  target.path = exe.replace(/ \(deleted\)$/, "");
+  const outDir = prepareOutDir(flags.out);
+  const events = new EventWriter(flags.events);
+  const mem = new ProcessMemory(pid);
+  try {
+    const bias = loadBias(target, readMaps(pid));
+    const state = readProfileState(mem, target, bias);
+    if (!state) throw new UserError(`pid ${pid}: cannot read its Go runtime state`);
+    const base = { event: "snapshot" as const, time: nowIso(), pid, comm, exe: target.path, go_version: target.buildInfo.goVersion, memprofile_rate: state.memProfileRate };
+    if (state.memProfileRate === 0) {
+      log.warn(`pid ${pid} (${comm}): ${DISABLED_HINT}`);
+      events.emit({ ...base, profile: null, reason: DISABLED_HINT, buckets: 0, complete: false, inuse_bytes: 0, gc_live_bytes: 0, top: [] });
+      return 1;
+    }
+    const { buckets, complete } = readLiveBuckets(mem, state.head);
+    const gaps = complete ? [] : [`the bucket list could not be read past ${buckets.length} buckets`];
+    const { path, sites } = writeHeapProfile({
+      target,
+      symbolizer: loadSymbolizer(target),
+      outDir,
+      pid,
+      comm,
+      when: new Date(),
+      buckets,
+      memProfileRate: state.memProfileRate,
+      cycle: state.cycle,
+      bias,
+      what: "snapshot",
+      gaps,
+    });
+    events.emit({
+      ...base,
+      profile: path,
+      reason: gaps.length ? gaps.join("; ") : null,
+      buckets: buckets.length,
+      complete,
+      inuse_bytes: sites.totals.inuse,
+      gc_live_bytes: sites.totals.gcLive,
+      top: sites.sites.slice(0, 10).map((s) => ({ function: s.function, inuse_bytes: s.bytes.inuse, share: Number(s.share.inuse.toFixed(4)) })),
+    });
+    log.info(`snapshot of ${comm} (pid ${pid}): ${buckets.length} buckets, heap in use ${formatBytes(sites.totals.inuse)}; ${path}`);
+    return 0;
+  } finally {
+    mem.close();
+    events.close();
+  }
+}
