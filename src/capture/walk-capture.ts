@@ -87,8 +87,11 @@ export class CaptureAssembler {
     this.procs.delete(pid);
   }
 
-  /** A snapshot of what is known about pid, with completeness worked out. */
-  capture(pid: number): ProcessCapture {
+  /**
+   * A snapshot of what is known about pid, with completeness worked out. Stacks the
+   * probes did not deliver are taken from `mirrored` (read ahead while it lived).
+   */
+  capture(pid: number, mirrored?: Map<number, CapturedBucket>): ProcessCapture {
     const s = this.state(pid);
     const gaps: string[] = [];
     const buckets: CapturedBucket[] = [];
@@ -106,8 +109,10 @@ export class CaptureAssembler {
           break;
         }
         const frames = s.stacks.get(at) ?? [];
-        const stack = frames.slice(0, c.nstk);
-        if (stack.length < c.nstk || stack.some((pc) => pc === undefined)) missingStacks++;
+        let stack = frames.slice(0, c.nstk);
+        const copy = mirrored?.get(at);
+        if (hasGaps(stack, c.nstk) && copy && copy.stack.length === c.nstk) stack = copy.stack;
+        if (hasGaps(stack, c.nstk)) missingStacks++;
         buckets.push({ address: at, size: c.size, stack: stack.filter((pc) => pc !== undefined), counts: c.counts });
         at = c.allnext;
       }
@@ -149,4 +154,11 @@ interface ProcessState {
   stacks: Map<number, number[]>;
   walkEnded: boolean;
   exited: boolean;
+}
+
+/** Stack lines arrive 8 frames at a time, so a lost line leaves a hole (which Array.some would skip). */
+function hasGaps(stack: number[], nstk: number): boolean {
+  if (stack.length < nstk) return true;
+  for (let i = 0; i < nstk; i++) if (stack[i] === undefined) return true;
+  return false;
 }

@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
@@ -96,6 +97,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   let childPid = -1;
   let wake: (() => void) | undefined;
   let bpftraceLost: string | undefined;
+  let mirrorRef: LiveMirror | undefined;
   let report: (pid: number) => void = () => {};
   const reported = new Set<number>();
   const pendingReports: Promise<void>[] = [];
@@ -158,7 +160,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     report = (pid: number) => {
       const assembler = sessions.assembler;
       if (reported.has(pid) || !assembler.has(pid)) return;
-      const capture = assembler.capture(pid);
+      const capture = assembler.capture(pid, mirrorRef?.buckets(pid));
       if (!capture.victim && !capture.header) return;
       reported.add(pid);
       const exec = sessions.execs.get(pid);
@@ -179,10 +181,18 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       sessions.assembler.forget(pid);
     };
     events.emit({ event: "start", time: nowIso(), pid: child.pid, argv, cgroup: cgroupName, limit_bytes: cgroup?.limitBytes ?? null });
+    // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
+    const mirror = new LiveMirror(function* () {
+      yield [child.pid, sessions.targets] as [number, GoTarget[]];
+      for (const [pid, e] of sessions.execs) if (e.target) yield [pid, sessions.targets] as [number, GoTarget[]];
+    });
+    mirrorRef = mirror;
     await waitStopped(child.pid);
     child.kill("SIGCONT");
+    mirror.start();
 
     await child.exited;
+    mirror.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     const status = exitStatus(child);
     const assembler = sessions.assembler;
@@ -192,7 +202,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     // until its walk is whole or it is gone.
     const ours = () => assembler.pids().filter((p) => (p === child.pid || sessions.execs.has(p)) && !reported.has(p));
     const settled = (pid: number) => {
-      const c = assembler.capture(pid);
+      const c = assembler.capture(pid, mirrorRef?.buckets(pid));
       if (!c.victim && !c.header) return true;
       if (c.exited || (c.walkEnded && c.complete)) return true;
       // Killed but not a Go program we walk: nothing more will come.

@@ -79,3 +79,22 @@ describe("capture assembly from a recorded stream", () => {
     for (const loc of back.location) expect(Number(loc.mappingId)).toBe(1);
   });
 });
+
+describe("stack gaps", () => {
+  test("a missing middle chunk of a deep stack is a gap, and a mirrored copy fills it", async () => {
+    const { CaptureAssembler } = await import("../../src/capture/walk-capture.ts");
+    const a = new CaptureAssembler();
+    const counts = Array.from({ length: 16 }, () => "1").join(" ");
+    a.add(parseRecord("H 7 0 0 a0 512 1"));
+    a.add(parseRecord(`C 7 a0 0 20 64 ${counts}`));
+    a.add(parseRecord("S 7 a0 0 1 2 3 4 5 6 7 8"));
+    a.add(parseRecord("S 7 a0 16 11 12 13 14 15 16 17 18"));
+    const c = a.capture(7);
+    expect(c.complete).toBe(false);
+    const full = Array.from({ length: 20 }, (_, i) => i + 1);
+    const mirrored = new Map([[0xa0, { address: 0xa0, size: 64, stack: full, counts: [] }]]);
+    const m = a.capture(7, mirrored);
+    expect(m.complete).toBe(true);
+    expect(m.buckets[0]!.stack).toEqual(full);
+  });
+});

@@ -1,0 +1,68 @@
+import { statSync } from "node:fs";
+import type { GoTarget } from "../target/go-target.ts";
+import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
+import { readLiveBuckets, readProfileState } from "./live-buckets.ts";
+import type { CapturedBucket } from "./walk-capture.ts";
+
+interface Tracked {
+  mem: ProcessMemory;
+  bias: number;
+  target: GoTarget;
+  buckets: Map<number, CapturedBucket>;
+}
+
+/**
+ * A read-ahead copy of the stacks of a live target's memory-profile buckets, taken
+ * through /proc/PID/mem. Buckets never move and their stacks never change, so at death
+ * the probes only have to deliver counters for the buckets mirrored here, and stacks
+ * only for the newest ones (which come first in the runtime's list).
+ */
+export class LiveMirror {
+  private tracked = new Map<number, Tracked>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private closed = false;
+
+  constructor(
+    private candidates: () => Iterable<[pid: number, targets: GoTarget[]]>,
+    private intervalMs = 250,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), this.intervalMs);
+  }
+
+  /** Stops reading; what was mirrored stays available to buckets(). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const t of this.tracked.values()) t.mem.close();
+    this.closed = true;
+  }
+
+  /** The mirrored buckets of pid, by address (empty when it was never mirrored). */
+  buckets(pid: number): Map<number, CapturedBucket> {
+    return this.tracked.get(pid)?.buckets ?? new Map();
+  }
+
+  /** One pass: start tracking new Go processes, then read each tracked list up to the first known bucket. */
+  tick(): void {
+    if (this.closed) return;
+    for (const [pid, targets] of this.candidates()) {
+      if (this.tracked.has(pid)) continue;
+      try {
+        const ino = statSync(`/proc/${pid}/exe`).ino;
+        const target = targets.find((t) => t.inode === ino);
+        if (!target) continue;
+        this.tracked.set(pid, { mem: new ProcessMemory(pid), bias: loadBias(target, readMaps(pid)), target, buckets: new Map() });
+      } catch {
+        /* gone, or not yet exec'd into its Go binary */
+      }
+    }
+    for (const [, t] of this.tracked) {
+      const state = readProfileState(t.mem, t.target, t.bias);
+      if (!state || state.head === 0) continue;
+      const { buckets } = readLiveBuckets(t.mem, state.head, t.buckets);
+      for (const b of buckets) t.buckets.set(b.address, b);
+    }
+  }
+}
