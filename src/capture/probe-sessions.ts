@@ -1,4 +1,4 @@
-import { readlinkSync } from "node:fs";
+import { readlinkSync, statSync } from "node:fs";
 import type { BpftraceHost } from "../probes/bpftrace-host.ts";
 import { generateScript } from "../probes/generate.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
@@ -11,7 +11,9 @@ export interface ProbeSessionEvents {
   onRecord?(r: WalkRecord, pid: number | undefined): void;
   onWarning(message: string): void;
   onVerbose?(message: string): void;
-  /** A session ended while oomprof still needed it. */
+  /** A Go binary was found after start; its walk is attached. */
+  onTargetAdded?(target: GoTarget): void;
+  /** The bpftrace process ended while oomprof still needed it. */
   onSessionLost?(why: string): void;
 }
 
@@ -22,111 +24,155 @@ export interface ExecInfo {
   why?: string;
 }
 
+export type SessionMode =
+  /** run: stop programs exec'd under rootPid until their walk is attached. */
+  | { kind: "run"; rootPid: number }
+  /** watch: hear about every new executable on the host. */
+  | { kind: "watch" };
+
+/** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
+const MAX_NON_GO_REMEMBERED = 4096;
+
 /**
- * The bpftrace processes behind one oomprof command, all feeding one assembler:
- * the main session (OOM-killer probes, exec following, the initial targets) and one
- * walk-only session for each Go binary discovered later. Target ids are global, so a
- * walk's H record names its binary whichever session printed it.
+ * The bpftrace process behind one oomprof command and the Go binaries it walks.
+ * When a new Go binary appears, a new bpftrace with every walk is started and the
+ * old one is stopped only once the new one is attached, so there is no moment
+ * without probes; records from the overlap are de-duplicated by the assembler.
  */
 export class ProbeSessions {
   readonly assembler = new CaptureAssembler();
   readonly targets: GoTarget[] = [];
+  /** run: programs exec'd in the child's tree, by pid. */
   readonly execs = new Map<number, ExecInfo>();
   readonly firstSeenMs = new Map<number, number>();
-  private sessions: BpftraceSession[] = [];
+  walk = "";
+  private current: BpftraceSession | undefined;
+  private retiredLost = 0;
   private stopping = false;
+  private nonGo = new Map<number, string>();
+  private rebuild: Promise<void> = Promise.resolve();
 
   constructor(
     private host: BpftraceHost,
+    private mode: SessionMode,
     private events: ProbeSessionEvents,
   ) {}
 
   get lostEvents(): number {
-    return this.sessions.reduce((n, s) => n + s.lostEvents, 0);
+    return this.retiredLost + (this.current?.lostEvents ?? 0);
   }
 
   targetById(id: number): GoTarget | undefined {
     return this.targets[id];
   }
 
-  /** Starts the main session and resolves with its probe count once attached. */
-  async startMain(initial: GoTarget[], followExecsOf?: number): Promise<number> {
-    const firstTargetId = this.targets.length;
-    this.targets.push(...initial);
-    const script = generateScript({
-      host: this.host,
-      targets: initial,
-      firstTargetId,
-      victims: true,
-      followExecs: followExecsOf !== undefined ? { rootPid: followExecsOf, knownInodes: initial.map((t) => t.inode) } : undefined,
-    });
-    return this.start(script.text, script.unsafe);
+  targetByInode(inode: number): GoTarget | undefined {
+    return this.targets.find((t) => t.inode === inode);
   }
 
-  /** Adds a walk for a Go binary found after start, and resolves once it is attached. */
-  async addTarget(target: GoTarget): Promise<void> {
-    if (this.targets.some((t) => t.inode === target.inode)) return;
-    const firstTargetId = this.targets.length;
-    this.targets.push(target);
-    const script = generateScript({ host: this.host, targets: [target], firstTargetId, victims: false });
-    await this.start(script.text, script.unsafe);
-    this.events.onVerbose?.(`walk attached for ${target.path} (${target.buildInfo.goVersion})`);
+  /** Starts bpftrace with the initial targets and resolves with its probe count once attached. */
+  start(initial: GoTarget[]): Promise<number> {
+    for (const t of initial) if (!this.targetByInode(t.inode)) this.targets.push(t);
+    return this.launch();
+  }
+
+  /** Adds walks for Go binaries found after start, and resolves once they are attached. */
+  addTargets(found: GoTarget[]): Promise<void> {
+    const fresh = found.filter((t) => !this.targetByInode(t.inode));
+    if (!fresh.length) return this.rebuild;
+    this.targets.push(...fresh);
+    // Serialised: each rebuild carries every target known when it starts.
+    this.rebuild = this.rebuild.then(async () => {
+      await this.launch();
+      for (const t of fresh) {
+        this.events.onVerbose?.(`walk attached for ${t.path} (${t.buildInfo.goVersion})`);
+        this.events.onTargetAdded?.(t);
+      }
+    });
+    return this.rebuild;
   }
 
   stop(): Promise<unknown> {
     this.stopping = true;
-    for (const s of this.sessions) s.stop();
-    return Promise.race([Promise.all(this.sessions.map((s) => s.exited)), new Promise((r) => setTimeout(r, 2000))]);
+    const s = this.current;
+    if (!s) return Promise.resolve();
+    s.stop();
+    return Promise.race([s.exited, new Promise((r) => setTimeout(r, 2000))]);
   }
 
-  private start(script: string, unsafe: boolean): Promise<number> {
+  private async launch(): Promise<number> {
+    const script = generateScript({
+      host: this.host,
+      targets: this.targets,
+      victims: true,
+      followExecs: this.mode.kind === "run" ? { rootPid: this.mode.rootPid, knownInodes: this.targets.map((t) => t.inode) } : undefined,
+      notifyExecs: this.mode.kind === "watch",
+    });
+    this.walk = script.walk;
     const session = new BpftraceSession(
-      { bpftracePath: this.host.path, script, unsafe },
+      { bpftracePath: this.host.path, script: script.text, unsafe: script.unsafe },
       {
         onRecord: (r) => this.handle(r),
         onBadRecord: (line, why) => this.events.onWarning(`unparseable probe record (${why}): ${line.slice(0, 120)}`),
         onHelperError: (msg) => this.events.onVerbose?.(`bpftrace helper error: ${msg}`),
       },
     );
-    this.sessions.push(session);
     void session.exited.then(() => {
-      if (!this.stopping) this.events.onSessionLost?.(session.errorSummary() || "bpftrace exited");
+      if (!this.stopping && this.current === session) this.events.onSessionLost?.(session.errorSummary() || "bpftrace exited");
     });
-    return session.attached;
+    const probes = await session.attached;
+    const old = this.current;
+    this.current = session;
+    if (old) {
+      this.retiredLost += old.lostEvents;
+      old.stop();
+    }
+    return probes;
   }
 
   private handle(r: WalkRecord): void {
     const pid = this.assembler.add(r);
     if (pid !== undefined && !this.firstSeenMs.has(pid)) this.firstSeenMs.set(pid, performance.now());
-    if (r.tag === "P") void this.onExec(r.pid, r.inode);
+    if (r.tag === "P") void this.onStoppedExec(r.pid, r.inode);
+    if (r.tag === "N") void this.onNewExecutable(r.pid, r.inode);
     this.events.onRecord?.(r, pid);
   }
 
-  /** A program exec'd in the child's tree is stopped: attach a walk if it is a new Go binary, then resume it. */
-  private async onExec(pid: number, inode: number): Promise<void> {
+  /** Reads a process's executable; a Go target, or why not. */
+  private async inspect(pid: number, inode: number): Promise<ExecInfo> {
+    let path = `/proc/${pid}/exe`;
     try {
-      let path = `/proc/${pid}/exe`;
-      try {
-        path = readlinkSync(path);
-      } catch {
-        /* already gone */
-      }
-      const known = this.targets.find((t) => t.inode === inode);
-      if (known) {
-        this.execs.set(pid, { path, target: known });
-        return;
-      }
-      try {
-        // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
-        const target = await discoverGoTarget(`/proc/${pid}/exe`);
-        target.path = path.replace(/ \(deleted\)$/, "");
-        this.execs.set(pid, { path, target });
-        await this.addTarget(target);
-      } catch (e) {
-        const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe`, path) : (e as Error).message;
-        this.execs.set(pid, { path, why });
-        this.events.onVerbose?.(`exec of ${path} (pid ${pid}): no walk (${why})`);
-      }
+      path = readlinkSync(path).replace(/ \(deleted\)$/, "");
+    } catch {
+      /* already gone */
+    }
+    const known = this.targetByInode(inode);
+    if (known) return { path, target: known };
+    const remembered = this.nonGo.get(inode);
+    if (remembered) return { path, why: remembered };
+    try {
+      // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
+      if (statSync(`/proc/${pid}/exe`).ino !== inode) return { path, why: "exec'd again before it could be read" };
+      const target = await discoverGoTarget(`/proc/${pid}/exe`);
+      target.path = path;
+      return { path, target };
+    } catch (e) {
+      const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe: `, "") : (e as Error).message;
+      if (this.nonGo.size >= MAX_NON_GO_REMEMBERED) this.nonGo.clear();
+      this.nonGo.set(inode, why);
+      return { path, why };
+    }
+  }
+
+  /** run: a program exec'd in the child's tree is stopped: attach a walk if it is a new Go binary, then resume it. */
+  private async onStoppedExec(pid: number, inode: number): Promise<void> {
+    try {
+      const info = await this.inspect(pid, inode);
+      this.execs.set(pid, info);
+      if (info.target) await this.addTargets([info.target]);
+      else this.events.onVerbose?.(`exec of ${info.path} (pid ${pid}): no walk (${info.why})`);
+    } catch (e) {
+      this.events.onWarning(`could not attach a walk for pid ${pid}: ${(e as Error).message}`);
     } finally {
       try {
         process.kill(pid, "SIGCONT");
@@ -134,5 +180,12 @@ export class ProbeSessions {
         /* it died meanwhile */
       }
     }
+  }
+
+  /** watch: an executable seen for the first time; add a walk if it is Go. */
+  private async onNewExecutable(pid: number, inode: number): Promise<void> {
+    if (this.targetByInode(inode) || this.nonGo.has(inode)) return;
+    const info = await this.inspect(pid, inode);
+    if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
   }
 }

@@ -70,6 +70,7 @@ export class CaptureAssembler {
         this.state(r.pid).exited = true;
         return r.pid;
       case "P":
+      case "N":
         return undefined;
     }
   }

@@ -7,12 +7,10 @@ import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
-import { loadSymbolizer } from "../symbolize/load.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
-import { reportKill } from "../output/report-kill.ts";
-import { renderKillSummary, terminalStyle } from "../output/summary.ts";
+import { KillReporter } from "../output/kill-reporter.ts";
 import { SizeSchema } from "./sizes.ts";
 import { log } from "./log.ts";
 
@@ -86,7 +84,6 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   requireRoot();
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
-  const style = terminalStyle(process.stderr);
   if (target?.memProfilingDisabled) {
     log.warn(`${target.path}: memory profiling is disabled in this binary (runtime/pprof is not linked in); there will be no buckets`);
   }
@@ -94,28 +91,8 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
 
   const host = await detectBpftrace();
   let cgroup: MemoryCgroup | undefined;
-  let childPid = -1;
+  let sessions: ProbeSessions | undefined;
   let wake: (() => void) | undefined;
-  let bpftraceLost: string | undefined;
-  let mirrorRef: LiveMirror | undefined;
-  let report: (pid: number) => void = () => {};
-  const reported = new Set<number>();
-  const pendingReports: Promise<void>[] = [];
-  const sessions = new ProbeSessions(host, {
-    onRecord(r, pid) {
-      if (r.tag === "X" || r.tag === "E") wake?.();
-      // A descendant (not the child itself) killed while the child lives: report it now.
-      if (r.tag === "X" && pid !== undefined && pid !== childPid && sessions.execs.has(pid)) {
-        pendingReports.push(Promise.resolve().then(() => report(pid)));
-      }
-    },
-    onWarning: (m) => log.warn(m),
-    onVerbose: (m) => log.verbose(m),
-    onSessionLost(whyLost) {
-      bpftraceLost = whyLost;
-      log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
-    },
-  });
   try {
     if (flags.limit !== undefined) cgroup = createMemoryCgroup(flags.limit);
     // A tiny shell joins the cgroup, stops itself until the probes are attached, then
@@ -126,7 +103,6 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const child = Bun.spawn(["/bin/sh", "-c", `${join}kill -STOP $$ && exec "$@"`, cgroup?.procsFile ?? "oomprof-run", ...argv], {
       stdio: ["inherit", flags.events === "-" ? 2 : "inherit", "inherit"],
     });
-    childPid = child.pid;
     const forward = (sig: NodeJS.Signals) => () => {
       try {
         child.kill(sig);
@@ -137,9 +113,45 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const handlers = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((sig) => [sig, forward(sig)] as const);
     for (const [sig, h] of handlers) process.on(sig, h);
 
+    const pendingReports: Array<Promise<unknown>> = [];
+    // Assigned just below; the callbacks above only run once bpftrace is started.
+    // eslint-disable-next-line prefer-const
+    let reporter: KillReporter;
+    const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid }, {
+      onRecord(r, pid) {
+        if (r.tag === "X" || r.tag === "E") wake?.();
+        // A descendant (not the child itself) killed while the child lives: report it now.
+        if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.execs.has(pid)) {
+          pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
+        }
+      },
+      onWarning: (m) => log.warn(m),
+      onVerbose: (m) => log.verbose(m),
+      onSessionLost(whyLost) {
+        reporter.bpftraceLost = whyLost;
+        log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
+      },
+    });
+    sessions = probeSessions;
+    const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
+    // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
+    const mirror = new LiveMirror(function* () {
+      yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
+      for (const [pid, e] of probeSessions.execs) if (e.target) yield [pid, probeSessions.targets] as [number, GoTarget[]];
+    });
+    reporter = new KillReporter({
+      sessions: probeSessions,
+      events,
+      outDir,
+      quiet: flags.quiet,
+      mirror,
+      placement: () => ({ cgroup: cgroupName, limitBytes: cgroup?.limitBytes ?? null }),
+      fallback: (pid) => (pid === child.pid ? { target, why } : {}),
+    });
+
     let probes: number;
     try {
-      probes = await sessions.startMain(target ? [target] : [], child.pid);
+      probes = await probeSessions.start(target ? [target] : []);
     } catch (e) {
       child.kill("SIGKILL");
       await child.exited;
@@ -150,43 +162,13 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       event: "armed",
       time: nowIso(),
       bpftrace_version: host.version.text,
-      walk: "while",
+      walk: probeSessions.walk,
       probes,
-      targets: sessions.targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
+      targets: probeSessions.targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
       armed_ms: armedMs,
     });
     if (!flags.quiet) log.info(`armed in ${armedMs} ms (bpftrace ${host.version.text}, ${probes} probes)${target ? `, watching ${target.path} (${target.buildInfo.goVersion})` : ""}`);
-    const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
-    report = (pid: number) => {
-      const assembler = sessions.assembler;
-      if (reported.has(pid) || !assembler.has(pid)) return;
-      const capture = assembler.capture(pid, mirrorRef?.buckets(pid));
-      if (!capture.victim && !capture.header) return;
-      reported.add(pid);
-      const exec = sessions.execs.get(pid);
-      const walked = capture.header ? sessions.targetById(capture.header.targetId) : undefined;
-      const killTarget = walked ?? exec?.target ?? (pid === child.pid ? target : undefined);
-      const { event, sites } = reportKill(capture, {
-        target: killTarget,
-        symbolizer: killTarget ? loadSymbolizer(killTarget) : undefined,
-        outDir,
-        lostEvents: sessions.lostEvents,
-        cgroup: cgroupName,
-        limitBytes: cgroup?.limitBytes ?? null,
-        firstSeenMs: sessions.firstSeenMs.get(pid),
-        noProfileReason: bpftraceLost ? `bpftrace exited early: ${bpftraceLost}` : (exec?.why ?? why),
-      });
-      events.emit(event);
-      if (!flags.quiet) process.stderr.write(renderKillSummary(event, sites, style));
-      sessions.assembler.forget(pid);
-    };
     events.emit({ event: "start", time: nowIso(), pid: child.pid, argv, cgroup: cgroupName, limit_bytes: cgroup?.limitBytes ?? null });
-    // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
-    const mirror = new LiveMirror(function* () {
-      yield [child.pid, sessions.targets] as [number, GoTarget[]];
-      for (const [pid, e] of sessions.execs) if (e.target) yield [pid, sessions.targets] as [number, GoTarget[]];
-    });
-    mirrorRef = mirror;
     await waitStopped(child.pid);
     child.kill("SIGCONT");
     mirror.start();
@@ -195,21 +177,21 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     mirror.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     const status = exitStatus(child);
-    const assembler = sessions.assembler;
+    const assembler = probeSessions.assembler;
 
     // The walk runs in the dying process's threads; its last lines may still be in
     // flight. Wait for every killed process of ours (the child, or a program it ran)
     // until its walk is whole or it is gone.
-    const ours = () => assembler.pids().filter((p) => (p === child.pid || sessions.execs.has(p)) && !reported.has(p));
+    const ours = () => assembler.pids().filter((p) => (p === child.pid || probeSessions.execs.has(p)) && !reporter.hasReported(p));
     const settled = (pid: number) => {
-      const c = assembler.capture(pid, mirrorRef?.buckets(pid));
+      const c = assembler.capture(pid, mirror.buckets(pid));
       if (!c.victim && !c.header) return true;
       if (c.exited || (c.walkEnded && c.complete)) return true;
       // Killed but not a Go program we walk: nothing more will come.
-      const walkable = c.header || sessions.execs.get(pid)?.target || (pid === child.pid && target);
+      const walkable = c.header || probeSessions.execs.get(pid)?.target || (pid === child.pid && target);
       return !walkable;
     };
-    if (!bpftraceLost) {
+    if (!reporter.bpftraceLost) {
       const deadline = performance.now() + DRAIN_MS;
       while (performance.now() < deadline && !ours().every(settled)) {
         await new Promise<void>((res) => {
@@ -219,11 +201,11 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       }
     }
     await Promise.all(pendingReports);
-    for (const pid of ours()) report(pid);
+    for (const pid of ours()) reporter.report(pid);
     events.emit({ event: "exit", time: nowIso(), pid: child.pid, status, signal: child.signalCode ? String(child.signalCode) : null });
     return status;
   } finally {
-    await sessions.stop();
+    await sessions?.stop();
     cgroup?.remove();
     events.close();
   }

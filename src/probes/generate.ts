@@ -1,5 +1,6 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
 import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
@@ -42,6 +43,8 @@ export interface ScriptOptions {
   victims?: boolean;
   /** Stop programs exec'd under this pid that are not in knownInodes, for `run`. */
   followExecs?: { rootPid: number; knownInodes: number[] };
+  /** Report the first exec of every executable, for `watch`. */
+  notifyExecs?: boolean;
   limits?: Partial<WalkLimits>;
 }
 
@@ -49,10 +52,12 @@ export interface GeneratedScript {
   text: string;
   /** The script uses signal(), which bpftrace allows only with --unsafe. */
   unsafe: boolean;
+  /** Which walk template was used. */
+  walk: string;
 }
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
-  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length);
+  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length * walkAttachPoints(opts.host).length);
   const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
   if (opts.victims ?? true) {
     parts.push(markVictim);
@@ -63,6 +68,7 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
     parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: known.length ? known.join(" && ") : "1" }));
   }
   const attachPoints = walkAttachPoints(opts.host);
+  if (opts.notifyExecs) parts.push(execNotify);
   opts.targets.forEach((target, i) => {
     for (const attach of attachPoints) {
       const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
@@ -71,7 +77,7 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
   if (opts.targets.length) parts.push(exitMarker);
-  return { text: parts.join(""), unsafe: opts.followExecs !== undefined };
+  return { text: parts.join(""), unsafe: opts.followExecs !== undefined, walk: walk.name };
 }
 
 function targetValues(t: GoTarget, id: number): Record<string, Fill> {

@@ -34,11 +34,12 @@ export interface WalkVariant {
  */
 export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 2000, stackIterations: 2000, loopKeys: 100 };
 
-export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}, targetCount = 1): WalkVariant {
+/** `walkProbes`: how many walk probes the script has (targets × attach points). */
+export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}, walkProbes = 1): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
   // for-map.bt keeps to 0.21's for-loop rules (loop bodies read maps, never outer
-  // variables), but 0.21 also allows loops in only one probe, i.e. one target a script.
-  if (versionAtLeast(version, 0, 22) || (versionAtLeast(version, 0, 21) && targetCount <= 1)) {
+  // variables), but 0.21 also allows for-loops in only one probe of a script.
+  if (versionAtLeast(version, 0, 22) || (versionAtLeast(version, 0, 21) && walkProbes <= 1)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
     return { name: "for-map", template: walkForMap, values: { ITER_KEYS: l.loopKeys } };
   }

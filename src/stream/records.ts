@@ -14,7 +14,7 @@ export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext:
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
 export interface ExitRecord { tag: "X"; pid: number }
-export interface ExecRecord { tag: "P"; pid: number; inode: number }
+export interface ExecRecord { tag: "P" | "N"; pid: number; inode: number }
 
 export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord;
 
@@ -79,8 +79,9 @@ export function parseRecord(text: string): WalkRecord {
       need(2);
       return { tag: "X", pid: dec(f[1]) };
     case "P":
+    case "N":
       need(3);
-      return { tag: "P", pid: dec(f[1]), inode: dec(f[2]) };
+      return { tag: f[0], pid: dec(f[1]), inode: dec(f[2]) };
     default:
       throw new Error(`unknown record tag ${JSON.stringify(f[0])}`);
   }
