@@ -39,6 +39,19 @@ export class LiveMirror {
     this.closed = true;
   }
 
+  /** Drops what is known about pid (its capture is reported, or it exited normally). */
+  forget(pid: number): void {
+    const t = this.tracked.get(pid);
+    if (!t) return;
+    if (!this.closed) t.mem.close();
+    this.tracked.delete(pid);
+  }
+
+  /** Pids being mirrored. */
+  pids(): number[] {
+    return [...this.tracked.keys()];
+  }
+
   /** The mirrored buckets of pid, by address (empty when it was never mirrored). */
   buckets(pid: number): Map<number, CapturedBucket> {
     return this.tracked.get(pid)?.buckets ?? new Map();

@@ -27,8 +27,8 @@ export interface ExecInfo {
 export type SessionMode =
   /** run: stop programs exec'd under rootPid until their walk is attached. */
   | { kind: "run"; rootPid: number }
-  /** watch: hear about every new executable on the host. */
-  | { kind: "watch" };
+  /** watch: hear about every new executable on the host; hold: stop each until it is read. */
+  | { kind: "watch"; hold: boolean };
 
 /** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
 const MAX_NON_GO_REMEMBERED = 4096;
@@ -92,6 +92,11 @@ export class ProbeSessions {
     return this.rebuild;
   }
 
+  /** Starts bpftrace again with every known walk (after it died). */
+  restart(): Promise<number> {
+    return this.launch();
+  }
+
   stop(): Promise<unknown> {
     this.stopping = true;
     const s = this.current;
@@ -106,7 +111,7 @@ export class ProbeSessions {
       targets: this.targets,
       victims: true,
       followExecs: this.mode.kind === "run" ? { rootPid: this.mode.rootPid, knownInodes: this.targets.map((t) => t.inode) } : undefined,
-      notifyExecs: this.mode.kind === "watch",
+      notifyExecs: this.mode.kind === "watch" ? (this.mode.hold ? "hold" : true) : undefined,
     });
     this.walk = script.walk;
     const session = new BpftraceSession(
@@ -134,12 +139,12 @@ export class ProbeSessions {
     const pid = this.assembler.add(r);
     if (pid !== undefined && !this.firstSeenMs.has(pid)) this.firstSeenMs.set(pid, performance.now());
     if (r.tag === "P") void this.onStoppedExec(r.pid, r.inode);
-    if (r.tag === "N") void this.onNewExecutable(r.pid, r.inode);
+    if (r.tag === "N") void this.onNewExecutable(r.pid, r.inode, r.held);
     this.events.onRecord?.(r, pid);
   }
 
   /** Reads a process's executable; a Go target, or why not. */
-  private async inspect(pid: number, inode: number): Promise<ExecInfo> {
+  async inspect(pid: number, inode: number): Promise<ExecInfo> {
     let path = `/proc/${pid}/exe`;
     try {
       path = readlinkSync(path).replace(/ \(deleted\)$/, "");
@@ -174,18 +179,26 @@ export class ProbeSessions {
     } catch (e) {
       this.events.onWarning(`could not attach a walk for pid ${pid}: ${(e as Error).message}`);
     } finally {
-      try {
-        process.kill(pid, "SIGCONT");
-      } catch {
-        /* it died meanwhile */
-      }
+      resume(pid);
     }
   }
 
-  /** watch: an executable seen for the first time; add a walk if it is Go. */
-  private async onNewExecutable(pid: number, inode: number): Promise<void> {
-    if (this.targetByInode(inode) || this.nonGo.has(inode)) return;
-    const info = await this.inspect(pid, inode);
-    if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
+  /** watch: an executable seen for the first time; add a walk if it is Go, then resume it if it was held. */
+  private async onNewExecutable(pid: number, inode: number, held: boolean): Promise<void> {
+    try {
+      if (this.targetByInode(inode) || this.nonGo.has(inode)) return;
+      const info = await this.inspect(pid, inode);
+      if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
+    } finally {
+      if (held) resume(pid);
+    }
+  }
+}
+
+function resume(pid: number): void {
+  try {
+    process.kill(pid, "SIGCONT");
+  } catch {
+    /* it died meanwhile */
   }
 }

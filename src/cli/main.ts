@@ -7,6 +7,7 @@ import { log } from "./log.ts";
 import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
 import { RunFlags, runCommand } from "./run.ts";
 import { SnapshotFlags, snapshotCommand } from "./snapshot.ts";
+import { WatchFlags, watchCommand } from "./watch.ts";
 
 /** Validates flags with zod and turns the first problem into one readable line. */
 function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>): z.infer<T> {
@@ -61,6 +62,20 @@ async function main(): Promise<number> {
     .action((opts: Record<string, unknown>) => {
       const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
       pending = probesCommand(argv, flagsOf(ProbesFlags, { print: opts.print, bpftraceVersion: opts.bpftraceVersion, kprobes: opts.kprobes }));
+    });
+
+  cli
+    .command("watch", "Profile any Go process on this host that the OOM killer picks, until stopped")
+    .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
+    .option("--events <path>", "Write NDJSON events to this file, or - for stdout")
+    .option("--quiet", "Only warnings and errors on stderr")
+    .option("--verbose", "More detail on stderr")
+    .option("--hold-new-binaries", "Stop the first process of each new executable until it is read (no unprofiled window for new Go binaries)")
+    .example("sudo oomprof watch --out /var/lib/oomprof --events /var/log/oomprof.ndjson")
+    .action((opts: Record<string, unknown>) => {
+      if (opts.verbose) log.setLevel("verbose");
+      if (opts.quiet) log.setLevel("quiet");
+      pending = watchCommand(flagsOf(WatchFlags, { out: opts.out, events: opts.events, quiet: opts.quiet, holdNewBinaries: opts.holdNewBinaries }));
     });
 
   cli

@@ -18,6 +18,11 @@ export const ArmedEvent = z.object({
   armed_ms: z.number(),
 });
 
+export const ReadyEvent = ArmedEvent.extend({
+  event: z.literal("ready"),
+  go_processes: z.number().int().describe("Go processes running when watch started"),
+});
+
 export const ChildStartEvent = z.object({
   event: z.literal("start"),
   time,
@@ -83,7 +88,7 @@ export const SnapshotEvent = z.object({
 
 export const WarningEvent = z.object({ event: z.literal("warning"), time, message: z.string() });
 
-export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, WarningEvent]);
+export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ReadyEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, WarningEvent]);
 export type OomprofEvent = z.infer<typeof OomprofEvent>;
 export type KillEvent = z.infer<typeof KillEvent>;
 

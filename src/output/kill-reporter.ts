@@ -16,7 +16,7 @@ export interface KillReporterOptions {
   /** Where the process ran and the limit, when oomprof knows. */
   placement(pid: number): { cgroup: string | null; limitBytes: number | null };
   /** A target known by other means (run's command), and why there is none. */
-  fallback?(pid: number): { target?: GoTarget; why?: string };
+  fallback?(pid: number): { target?: GoTarget; why?: string; exe?: string };
 }
 
 /**
@@ -53,6 +53,7 @@ export class KillReporter {
       lostEvents: sessions.lostEvents,
       ...this.placementOf(pid),
       firstSeenMs: sessions.firstSeenMs.get(pid),
+      exe: exec?.path ?? fallback?.exe,
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
     });
     this.o.events.emit(event);

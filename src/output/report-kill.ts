@@ -19,6 +19,8 @@ export interface KillContext {
   firstSeenMs: number | undefined;
   /** Why no profile is possible, when known in advance (non-Go target...). */
   noProfileReason?: string;
+  /** The executable, when known without a target (a non-Go victim). */
+  exe?: string;
 }
 
 export interface KillReport {
@@ -109,7 +111,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     time: nowIso(),
     pid: c.pid,
     comm,
-    exe: t?.path ?? null,
+    exe: t?.path ?? ctx.exe ?? null,
     go_version: t?.buildInfo.goVersion ?? null,
     module: t?.buildInfo.mainModule?.path ?? t?.buildInfo.path ?? null,
     profile,

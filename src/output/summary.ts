@@ -27,7 +27,8 @@ export function renderKillSummary(e: KillEvent, table: SiteTable | undefined, st
   lines.push(style.red(style.bold(`oomprof: ${what} of ${e.comm} (pid ${e.pid})${trigger}${where}`)));
   if (e.anon_rss_kb !== null) {
     const rss = (e.anon_rss_kb + (e.file_rss_kb ?? 0) + (e.shmem_rss_kb ?? 0)) * 1024;
-    lines.push(`  RSS at death ${formatBytes(rss)} (anon ${formatBytes(e.anon_rss_kb * 1024)}); Go heap in use ${formatBytes(e.inuse_bytes)}, live at last GC ${formatBytes(e.gc_live_bytes)}`);
+    const heap = e.profile ? `; Go heap in use ${formatBytes(e.inuse_bytes)}, live at last GC ${formatBytes(e.gc_live_bytes)}` : "";
+    lines.push(`  RSS at death ${formatBytes(rss)} (anon ${formatBytes(e.anon_rss_kb * 1024)})${heap}`);
   }
   if (!e.profile) {
     lines.push(`  no heap profile: ${e.reason ?? "unknown reason"}`);

@@ -1,5 +1,6 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
 import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
@@ -43,8 +44,8 @@ export interface ScriptOptions {
   victims?: boolean;
   /** Stop programs exec'd under this pid that are not in knownInodes, for `run`. */
   followExecs?: { rootPid: number; knownInodes: number[] };
-  /** Report the first exec of every executable, for `watch`. */
-  notifyExecs?: boolean;
+  /** Report the first exec of every executable, for `watch`; "hold" also stops it until resumed. */
+  notifyExecs?: boolean | "hold";
   limits?: Partial<WalkLimits>;
 }
 
@@ -77,7 +78,7 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
   if (opts.targets.length) parts.push(exitMarker);
-  return { text: parts.join(""), unsafe: opts.followExecs !== undefined, walk: walk.name };
+  return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
 
 function targetValues(t: GoTarget, id: number): Record<string, Fill> {

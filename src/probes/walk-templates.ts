@@ -43,10 +43,14 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
     return { name: "for-map", template: walkForMap, values: { ITER_KEYS: l.loopKeys } };
   }
+  // 0.21+ compiles `while` into code the verifier explores far more of: on 0.23 the
+  // while walk loads at 250 iterations and fails at 500 ("BPF program is too large").
+  const newer = versionAtLeast(version, 0, 21) ? { counterIterations: 250, stackIterations: 250 } : {};
+  const w = { ...WHILE_DEFAULTS, ...newer, ...limits };
   return {
     name: "while",
     template: walkWhile,
-    values: { COUNTER_ITERATIONS: l.counterIterations, STACK_ITERATIONS: l.stackIterations },
+    values: { COUNTER_ITERATIONS: w.counterIterations, STACK_ITERATIONS: w.stackIterations },
   };
 }
 

@@ -14,9 +14,10 @@ export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext:
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
 export interface ExitRecord { tag: "X"; pid: number }
-export interface ExecRecord { tag: "P" | "N"; pid: number; inode: number }
+export interface ExecRecord { tag: "P"; pid: number; inode: number }
+export interface NewExecutableRecord { tag: "N"; pid: number; inode: number; held: boolean }
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord;
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -79,9 +80,11 @@ export function parseRecord(text: string): WalkRecord {
       need(2);
       return { tag: "X", pid: dec(f[1]) };
     case "P":
-    case "N":
       need(3);
-      return { tag: f[0], pid: dec(f[1]), inode: dec(f[2]) };
+      return { tag: "P", pid: dec(f[1]), inode: dec(f[2]) };
+    case "N":
+      need(4);
+      return { tag: "N", pid: dec(f[1]), inode: dec(f[2]), held: dec(f[3]) === 1 };
     default:
       throw new Error(`unknown record tag ${JSON.stringify(f[0])}`);
   }

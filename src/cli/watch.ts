@@ -1,0 +1,178 @@
+import { readlinkSync } from "node:fs";
+import { z } from "zod";
+import { LiveMirror } from "../capture/live-mirror.ts";
+import { ProbeSessions } from "../capture/probe-sessions.ts";
+import { processCgroup } from "../cgroup/memory-cgroup.ts";
+import { EventWriter, nowIso } from "../output/events.ts";
+import { KillReporter } from "../output/kill-reporter.ts";
+import { prepareOutDir } from "../output/profile-file.ts";
+import { detectBpftrace } from "../probes/bpftrace-host.ts";
+import type { GoTarget } from "../target/go-target.ts";
+import { scanProcesses } from "../target/process-scan.ts";
+import { log } from "./log.ts";
+import { requireRoot } from "./run.ts";
+import { DISABLED_HINT } from "./snapshot.ts";
+
+export const WatchFlags = z.object({
+  out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
+  events: z.string().min(1).optional(),
+  quiet: z.boolean().default(false),
+  holdNewBinaries: z.boolean().default(false),
+});
+export type WatchFlags = z.infer<typeof WatchFlags>;
+
+/** How long after the kill a capture may take to arrive before it is reported as it is. */
+const DRAIN_MS = 3000;
+/** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
+const NON_GO_SETTLE_MS = 300;
+const MIRROR_INTERVAL_MS = 1000;
+
+/**
+ * `oomprof watch`: profiles any Go process on the host that the OOM killer picks,
+ * including ones started later, and reports every OOM kill.
+ */
+export async function watchCommand(flags: WatchFlags): Promise<number> {
+  const t0 = performance.now();
+  requireRoot();
+  const outDir = prepareOutDir(flags.out);
+  const events = new EventWriter(flags.events);
+  const host = await detectBpftrace();
+
+  const procs = scanProcesses();
+  const sessions: ProbeSessions = new ProbeSessions(host, { kind: "watch", hold: flags.holdNewBinaries }, {
+    onRecord(r, pid) {
+      if (pid === undefined) return;
+      if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
+        pending.set(pid, performance.now());
+        // The victim is still there (killed, not yet reaped): note what it was.
+        cgroups.set(pid, processCgroup(pid) ?? null);
+        try {
+          exes.set(pid, readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
+        } catch {
+          /* already gone */
+        }
+      }
+    },
+    onWarning: (m) => log.warn(m),
+    onVerbose: (m) => log.verbose(m),
+    onTargetAdded: (t) => announce(t),
+    onSessionLost(why) {
+      log.warn(`bpftrace exited (${why}); restarting it`);
+      events.emit({ event: "warning", time: nowIso(), message: `bpftrace exited (${why}); restarted` });
+      sessions.restart().catch((e) => {
+        log.warn(`could not restart bpftrace: ${(e as Error).message}`);
+        stop(1);
+      });
+    },
+  });
+  const announced = new Set<number>();
+  const announce = (t: GoTarget) => {
+    if (announced.has(t.inode)) return;
+    announced.add(t.inode);
+    if (t.memProfilingDisabled) {
+      const msg = `${t.path}: ${DISABLED_HINT}`;
+      log.warn(msg);
+      events.emit({ event: "warning", time: nowIso(), message: msg });
+    } else log.verbose(`watching ${t.path} (${t.buildInfo.goVersion})`);
+  };
+
+  // Read every Go binary running now, once per executable.
+  const initial: GoTarget[] = [];
+  const seen = new Set<number>();
+  let goProcesses = 0;
+  for (const p of procs) {
+    if (seen.has(p.inode)) {
+      if (initial.some((t) => t.inode === p.inode)) goProcesses++;
+      continue;
+    }
+    seen.add(p.inode);
+    if (p.pid === process.pid) continue;
+    const info = await sessions.inspect(p.pid, p.inode);
+    if (info.target) {
+      initial.push(info.target);
+      goProcesses++;
+    }
+  }
+  const pending = new Map<number, number>();
+  const cgroups = new Map<number, string | null>();
+  const exes = new Map<number, string>();
+  const probes = await sessions.start(initial);
+  initial.forEach(announce);
+  const armedMs = Math.round(performance.now() - t0);
+  events.emit({
+    event: "ready",
+    time: nowIso(),
+    bpftrace_version: host.version.text,
+    walk: sessions.walk,
+    probes,
+    targets: sessions.targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
+    armed_ms: armedMs,
+    go_processes: goProcesses,
+  });
+  if (!flags.quiet) log.info(`watching ${goProcesses} Go processes (${initial.length} binaries) and every new one; armed in ${armedMs} ms (bpftrace ${host.version.text})`);
+
+  // Stacks are read ahead from live Go processes, as in `run`.
+  const mirror = new LiveMirror(function* () {
+    for (const p of scanProcesses()) {
+      if (sessions.targetByInode(p.inode)) yield [p.pid, sessions.targets] as [number, GoTarget[]];
+    }
+  }, MIRROR_INTERVAL_MS);
+  mirror.start();
+  const reporter = new KillReporter({
+    sessions,
+    events,
+    outDir,
+    quiet: flags.quiet,
+    mirror,
+    placement: (pid) => ({ cgroup: cgroups.get(pid) ?? null, limitBytes: null }),
+    fallback: (pid) => {
+      const exe = exes.get(pid);
+      return { exe, why: exe ? `${exe}: not a Go program oomprof walks` : undefined };
+    },
+  });
+
+  // Report each kill once its walk is whole, the process is gone, or time is up.
+  const settle = setInterval(() => {
+    const now = performance.now();
+    for (const [pid, since] of pending) {
+      const c = sessions.assembler.capture(pid, mirror.buckets(pid));
+      const walkable = c.header !== undefined;
+      const done = c.exited || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || now - since > DRAIN_MS;
+      if (!done) continue;
+      reporter.report(pid);
+      pending.delete(pid);
+      cgroups.delete(pid);
+      exes.delete(pid);
+      mirror.forget(pid);
+    }
+    // Forget mirrors of processes that exited without being killed.
+    if (mirror.pids().length > 0) {
+      for (const pid of mirror.pids()) {
+        if (!pending.has(pid) && !processAlive(pid)) mirror.forget(pid);
+      }
+    }
+  }, 50);
+
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  const stop = (code: number) => resolveDone(code);
+  process.on("SIGINT", () => stop(0));
+  process.on("SIGTERM", () => stop(0));
+  const code = await done;
+  clearInterval(settle);
+  mirror.stop();
+  for (const pid of pending.keys()) reporter.report(pid);
+  await sessions.stop();
+  events.close();
+  if (!flags.quiet) log.info("stopped");
+  return code;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
