@@ -49,6 +49,9 @@ export interface HeapProfileInput {
 export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
   const t = p.target;
   const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle);
+  // The PCs are run-time addresses; the binary's tables are at link-time ones (PIE).
+  const inner = p.symbolizer;
+  const symbolizer = inner && p.bias !== 0 ? { frames: (pc: bigint) => inner.frames(pc - BigInt(p.bias)) } : inner;
   const start = Number(t.text.vaddr) + p.bias;
   const pageStart = start - (start % 4096);
   const pprof = buildPprof(
@@ -66,22 +69,25 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
         "views: inuse_* = active + all future cycles (default); gc_live_* = live at the last completed GC (runtime/pprof's view); since_gc_* = the difference",
       ],
     },
-    p.symbolizer,
+    symbolizer,
   );
   const path = writeFileAtomic(p.outDir, profileFileName(p.comm, p.pid, p.when), encodeProfileGz(pprof));
-  return { path, sites: allocationSites(samples, p.symbolizer) };
+  return { path, sites: allocationSites(samples, symbolizer) };
 }
 
 /** Turns what the probes saw about one dead process into its profile file and event. */
 export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const when = new Date();
   const t = ctx.target;
-  const comm = c.victim?.comm ?? (t ? t.path.split("/").pop()! : "unknown");
+  // Some bpftrace versions (0.23) print the victim's comm as "" (a __data_loc field).
+  const exeName = (t?.path ?? ctx.exe)?.split("/").pop();
+  const comm = c.victim?.comm || exeName?.slice(0, 15) || "unknown";
   let profile: string | null = null;
   let sites: SiteTable | undefined;
   let reason: string | null = null;
+  // Lost output shows up as a gap in the bucket chain or a partial stack, which c.gaps
+  // already names; lost lines the mirror made up for do not make a capture partial.
   const gaps = [...c.gaps];
-  if (ctx.lostEvents > 0) gaps.push(`bpftrace lost ${ctx.lostEvents} events`);
   const complete = gaps.length === 0 && c.header !== undefined;
   if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";

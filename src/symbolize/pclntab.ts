@@ -83,6 +83,8 @@ export class GoSymbolizer {
   private readonly nameCache = new Map<number, string>();
   private readonly fileCache = new Map<number, string>();
   private wrapperFuncID: number | undefined;
+  /** Function index by raw name, built on the first functionRange call. */
+  private functionsByName: Map<string, number> | undefined;
 
   private constructor(private readonly elf: ElfFile) {
     const { location, header } = locatePclntab(elf);
@@ -163,6 +165,34 @@ export class GoSymbolizer {
       }
       targetOffset = call.parentPc;
     }
+  }
+
+  /**
+   * The code range of the function with this exact linker name (for example
+   * "runtime.mProf_Flush"): its entry PC and the next function's entry, as
+   * link-time addresses. Undefined if the table has no such function; if
+   * several share the name, the first in PC order. Used to find runtime
+   * variables in binaries without a symbol table (src/target/stripped-vars.ts).
+   */
+  functionRange(name: string): { entry: bigint; end: bigint } | undefined {
+    if (!this.functionsByName) {
+      const byName = new Map<string, number>();
+      const { pclntable, funcnametab } = this.header;
+      for (let i = 0; i < this.funcOffsets.length; i++) {
+        // indexFunctions checked that the whole _func record is inside the table.
+        const nameOff = this.view.getInt32(pclntable.start + this.funcOffsets[i]! + this.layout.func.nameOff, true);
+        // Unlike runtime.cfuncname, offset 0 is a name here: the first function's.
+        const raw = this.cString(funcnametab, nameOff);
+        if (raw !== undefined && !byName.has(raw)) byName.set(raw, i);
+      }
+      this.functionsByName = byName;
+    }
+    const index = this.functionsByName.get(name);
+    if (index === undefined) return undefined;
+    return {
+      entry: BigInt(this.textBase + this.entryOffsets[index]!),
+      end: BigInt(this.textBase + this.entryOffsets[index + 1]!),
+    };
   }
 
   /** Index of the function whose [entry, next entry) range holds pc, or -1. */

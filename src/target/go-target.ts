@@ -3,6 +3,7 @@ import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
 import { ElfFile } from "./elf.ts";
+import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
 /**
  * Everything the probes and the profile builder need to know about one Go binary,
@@ -47,13 +48,19 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
   const buildInfo = readBuildInfo(elf);
   if (!buildInfo) throw new BadBinaryError(path, "not a Go program (no Go build info)");
   const sym = (name: string) => elf.symbol(name)?.value;
-  const mbuckets = sym("runtime.mbuckets");
-  const memProfileRate = sym("runtime.MemProfileRate");
-  if (mbuckets === undefined || memProfileRate === undefined) {
-    throw new BadBinaryError(path, "Go runtime symbols not found (stripped binary?): runtime.mbuckets / runtime.MemProfileRate");
-  }
+  let mbuckets = sym("runtime.mbuckets");
+  let memProfileRate = sym("runtime.MemProfileRate");
   const cycleNew = sym("runtime.mProfCycle");
   const cycleOld = sym("runtime.mProf");
+  let cycle: GoRuntimeVars["cycle"] = cycleNew !== undefined ? { addr: cycleNew, shifted: true } : cycleOld !== undefined ? { addr: cycleOld, shifted: false } : undefined;
+  let disableMemoryProfiling = sym("runtime.disableMemoryProfiling");
+  if (mbuckets === undefined || memProfileRate === undefined) {
+    // No symbol table (-ldflags=-s): read the addresses out of the runtime's code.
+    const found = findRuntimeVarsWithoutSymbols(elf);
+    ({ mbuckets, memProfileRate } = found);
+    cycle = found.cycle;
+    disableMemoryProfiling = found.disableMemoryProfiling;
+  }
   const text = elf.textSegment();
   return {
     path,
@@ -64,12 +71,8 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
     buildInfo,
     buildId: readBuildId(elf),
     text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
-    vars: {
-      mbuckets,
-      memProfileRate,
-      cycle: cycleNew !== undefined ? { addr: cycleNew, shifted: true } : cycleOld !== undefined ? { addr: cycleOld, shifted: false } : undefined,
-    },
-    memProfilingDisabled: readDisableMemoryProfiling(elf),
+    vars: { mbuckets, memProfileRate, cycle },
+    memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     elf,
   };
 }
@@ -84,10 +87,9 @@ function readBuildId(elf: ElfFile): string {
   return go ? new TextDecoder().decode(go.desc) : "";
 }
 
-/** runtime.disableMemoryProfiling is a bool the linker initialises in the data section. */
-function readDisableMemoryProfiling(elf: ElfFile): boolean {
-  const s = elf.symbol("runtime.disableMemoryProfiling");
-  if (!s) return false;
-  const b = elf.readVirtual(s.value, 1);
+/** runtime.disableMemoryProfiling (at `addr`) is a bool the linker initialises in the data section. */
+function readDisableMemoryProfiling(elf: ElfFile, addr: bigint | undefined): boolean {
+  if (addr === undefined) return false;
+  const b = elf.readVirtual(addr, 1);
   return b !== undefined && b[0] === 1;
 }
