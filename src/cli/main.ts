@@ -8,6 +8,8 @@ import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
 import { RunFlags, runCommand } from "./run.ts";
 import { SnapshotFlags, snapshotCommand } from "./snapshot.ts";
 import { WatchFlags, watchCommand } from "./watch.ts";
+import { ReportFlags, reportCommand } from "./report.ts";
+import { DoctorFlags, doctorCommand } from "./doctor.ts";
 
 /** Validates flags with zod and turns the first problem into one readable line. */
 function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>): z.infer<T> {
@@ -85,6 +87,22 @@ async function main(): Promise<number> {
     .example("sudo oomprof snapshot 1234 --out /var/tmp/oom")
     .action((pid: string, opts: Record<string, unknown>) => {
       pending = snapshotCommand(flagsOf(SnapshotFlags, { pid, out: opts.out, events: opts.events }));
+    });
+
+  cli
+    .command("report <file>", "Write a self-contained HTML report (flame graph, top table) of a profile")
+    .option("-o, --output <file>", "Where to write it (default: FILE with .pb.gz replaced by .html)")
+    .example("oomprof report leaker-1234-20261126T132902Z.pb.gz -o report.html")
+    .action((file: string, opts: Record<string, unknown>) => {
+      pending = reportCommand(flagsOf(ReportFlags, { file, output: opts.output }));
+    });
+
+  cli
+    .command("doctor", "Check that this host has what oomprof needs, and how to fix what is missing")
+    .option("--json", "Print the checks as one JSON object")
+    .example("sudo oomprof doctor")
+    .action((opts: Record<string, unknown>) => {
+      pending = doctorCommand(flagsOf(DoctorFlags, { json: opts.json }));
     });
 
   cli.help();

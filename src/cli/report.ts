@@ -1,0 +1,64 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { z } from "zod";
+import { UserError } from "../errors.ts";
+import { decodeProfile, foldProfile } from "../report/flame-data.ts";
+import { renderReportHtml } from "../report/html.ts";
+import { log } from "./log.ts";
+
+export const ReportFlags = z.object({
+  file: z.string({ message: "a profile file is required" }).min(1, "a profile file is required"),
+  output: z.string().min(1, "needs a file name").optional(),
+});
+export type ReportFlags = z.infer<typeof ReportFlags>;
+
+/** FILE.pb.gz → FILE.html; anything else gets .html appended. */
+export function defaultReportPath(file: string): string {
+  return /\.pb\.gz$/i.test(file) ? file.replace(/\.pb\.gz$/i, ".html") : `${file}.html`;
+}
+
+/**
+ * `oomprof report FILE.pb.gz [-o report.html]`: one self-contained HTML page with an
+ * icicle graph, a view selector for every sample type, search and a top table.
+ */
+export async function reportCommand(flags: ReportFlags): Promise<number> {
+  const input = flags.file;
+  const output = flags.output ?? defaultReportPath(input);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(input);
+  } catch (e) {
+    throw new UserError(`${input}: ${ioReason(e)}`);
+  }
+  const data = foldProfile(decodeProfile(bytes, input));
+  const html = renderReportHtml(data, { source: resolve(input) });
+  if (resolve(output) === resolve(input)) throw new UserError(`${output}: refusing to overwrite the profile itself (choose another -o)`);
+  try {
+    writeFileSync(output, html, { mode: 0o600 });
+  } catch (e) {
+    throw new UserError(`cannot write ${output}: ${ioReason(e)}`);
+  }
+  log.info(`wrote ${output}`);
+  return 0;
+}
+
+function ioReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  switch (code) {
+    case "ENOENT":
+      return "no such file or directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    case "ENOTDIR":
+      return "a parent is not a directory";
+    case "EROFS":
+      return "read-only file system";
+    case "ENOSPC":
+      return "no space left on device";
+    default:
+      return code ?? (e instanceof Error ? e.message.split("\n")[0]! : String(e));
+  }
+}
