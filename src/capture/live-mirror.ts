@@ -25,6 +25,8 @@ export class LiveMirror {
   constructor(
     private candidates: () => Iterable<[pid: number, targets: GoTarget[]]>,
     private intervalMs = 250,
+    /** Called after each pass with the bucket count of every mirrored process together. */
+    private onCount?: (totalBuckets: number) => void,
   ) {}
 
   start(): void {
@@ -77,5 +79,8 @@ export class LiveMirror {
       const { buckets } = readLiveBuckets(t.mem, state.head, t.buckets);
       for (const b of buckets) t.buckets.set(b.address, b);
     }
+    let total = 0;
+    for (const t of this.tracked.values()) total += t.buckets.size;
+    this.onCount?.(total);
   }
 }

@@ -1,6 +1,8 @@
 import { readlinkSync, statSync } from "node:fs";
 import type { BpftraceHost } from "../probes/bpftrace-host.ts";
+import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
+import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BadBinaryError } from "../errors.ts";
@@ -51,6 +53,13 @@ export class ProbeSessions {
   private stopping = false;
   private nonGo = new Map<number, string>();
   private rebuild: Promise<void> = Promise.resolve();
+  private sessionCount = 0;
+  private limits: Partial<WalkLimits> = {};
+  /** Buckets the output buffer is sized for; grown from what the mirror sees. */
+  private expectedBuckets = 20_000;
+  private capacity = 0;
+  private pages = 0;
+  private growing = false;
 
   constructor(
     private host: BpftraceHost,
@@ -105,17 +114,54 @@ export class ProbeSessions {
     return Promise.race([s.exited, new Promise((r) => setTimeout(r, 2000))]);
   }
 
+  /**
+   * The walk must fit the output buffer, which is sized when bpftrace starts. When the
+   * mirror sees more buckets than the current buffer holds, start a bigger one.
+   */
+  ensureCapacity(buckets: number): void {
+    if (buckets <= this.capacity || this.growing) return;
+    this.expectedBuckets = Math.ceil(buckets * 1.5);
+    this.growing = true;
+    this.rebuild = this.rebuild
+      .then(() => this.launch())
+      .then(() => this.events.onVerbose?.(`output buffer grown for ${buckets} buckets (${this.pages} pages)`))
+      .catch((e) => this.events.onWarning(`could not grow the output buffer: ${(e as Error).message}`))
+      .finally(() => {
+        this.growing = false;
+      });
+  }
+
   private async launch(): Promise<number> {
+    for (;;) {
+      try {
+        return await this.launchOnce();
+      } catch (e) {
+        // An older or stricter verifier than the one these bounds were measured on:
+        // halve the loop bounds and try again rather than capture nothing.
+        const msg = (e as Error).message;
+        const current = { ...WHILE_DEFAULTS, ...this.limits };
+        if (!/Error loading|too large|processed \d+ insns/i.test(msg) || current.counterIterations <= 250) throw e;
+        this.limits = { counterIterations: Math.floor(current.counterIterations / 2), stackIterations: Math.max(50, Math.floor(current.stackIterations / 2)) };
+        this.events.onWarning(`the kernel's verifier rejected the walk; retrying with ${this.limits.counterIterations} buckets per firing`);
+      }
+    }
+  }
+
+  private async launchOnce(): Promise<number> {
+    const limits = { ...WHILE_DEFAULTS, ...this.limits };
+    const pages = bufferPages(this.host.version, this.expectedBuckets, limits);
     const script = generateScript({
       host: this.host,
       targets: this.targets,
       victims: true,
       followExecs: this.mode.kind === "run" ? { rootPid: this.mode.rootPid, knownInodes: this.targets.map((t) => t.inode) } : undefined,
       notifyExecs: this.mode.kind === "watch" ? (this.mode.hold ? "hold" : true) : undefined,
+      canary: { pid: process.pid, nonce: ++this.sessionCount },
+      limits: this.limits,
     });
     this.walk = script.walk;
     const session = new BpftraceSession(
-      { bpftracePath: this.host.path, script: script.text, unsafe: script.unsafe },
+      { bpftracePath: this.host.path, script: script.text, unsafe: script.unsafe, canaryNonce: this.sessionCount, bufferPages: pages },
       {
         onRecord: (r) => this.handle(r),
         onBadRecord: (line, why) => this.events.onWarning(`unparseable probe record (${why}): ${line.slice(0, 120)}`),
@@ -128,6 +174,8 @@ export class ProbeSessions {
     const probes = await session.attached;
     const old = this.current;
     this.current = session;
+    this.pages = pages;
+    this.capacity = bucketCapacity(this.host.version, pages);
     if (old) {
       this.retiredLost += old.lostEvents;
       old.stop();

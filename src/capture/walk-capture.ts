@@ -71,6 +71,7 @@ export class CaptureAssembler {
         return r.pid;
       case "P":
       case "N":
+      case "R":
         return undefined;
     }
   }
@@ -119,7 +120,7 @@ export class CaptureAssembler {
       }
       if (missingCounters) gaps.push(`the bucket walk stopped after ${buckets.length} buckets`);
       if (missingStacks) gaps.push(`${missingStacks} buckets have partial stacks`);
-      if (at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
+      if (!missingCounters && at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
     }
     return {
       pid,

@@ -22,8 +22,13 @@ export const RunFlags = z.object({
 });
 export type RunFlags = z.infer<typeof RunFlags>;
 
-/** How long to wait, after the child is gone, for the last records of its walk. */
-const DRAIN_MS = 3000;
+/**
+ * After the child is gone, how long to wait for the last records of its walk: until
+ * nothing new has arrived for DRAIN_IDLE_MS (a 100,000-bucket walk streams for
+ * seconds), and never past DRAIN_MAX_MS.
+ */
+const DRAIN_IDLE_MS = 1500;
+const DRAIN_MAX_MS = 60_000;
 
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
@@ -93,6 +98,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   let cgroup: MemoryCgroup | undefined;
   let sessions: ProbeSessions | undefined;
   let wake: (() => void) | undefined;
+  let lastRecordAt = 0;
   try {
     if (flags.limit !== undefined) cgroup = createMemoryCgroup(flags.limit);
     // A tiny shell joins the cgroup, stops itself until the probes are attached, then
@@ -119,6 +125,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     let reporter: KillReporter;
     const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid }, {
       onRecord(r, pid) {
+        lastRecordAt = performance.now();
         if (r.tag === "X" || r.tag === "E") wake?.();
         // A descendant (not the child itself) killed while the child lives: report it now.
         if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.execs.has(pid)) {
@@ -138,7 +145,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const mirror = new LiveMirror(function* () {
       yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
       for (const [pid, e] of probeSessions.execs) if (e.target) yield [pid, probeSessions.targets] as [number, GoTarget[]];
-    });
+    }, 250, (n) => probeSessions.ensureCapacity(n));
     reporter = new KillReporter({
       sessions: probeSessions,
       events,
@@ -174,6 +181,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     mirror.start();
 
     await child.exited;
+    lastRecordAt = Math.max(lastRecordAt, performance.now());
     mirror.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     const status = exitStatus(child);
@@ -192,8 +200,8 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       return !walkable;
     };
     if (!reporter.bpftraceLost) {
-      const deadline = performance.now() + DRAIN_MS;
-      while (performance.now() < deadline && !ours().every(settled)) {
+      const hardDeadline = performance.now() + DRAIN_MAX_MS;
+      while (performance.now() < hardDeadline && performance.now() - lastRecordAt < DRAIN_IDLE_MS && !ours().every(settled)) {
         await new Promise<void>((res) => {
           wake = res;
           setTimeout(res, 50);

@@ -1,4 +1,4 @@
-import { readlinkSync } from "node:fs";
+import { readlinkSync, statSync } from "node:fs";
 import { z } from "zod";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
@@ -21,8 +21,9 @@ export const WatchFlags = z.object({
 });
 export type WatchFlags = z.infer<typeof WatchFlags>;
 
-/** How long after the kill a capture may take to arrive before it is reported as it is. */
-const DRAIN_MS = 3000;
+/** A capture is reported as it is once nothing new arrived for this long, or at the cap. */
+const DRAIN_IDLE_MS = 1500;
+const DRAIN_MAX_MS = 60_000;
 /** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
 const NON_GO_SETTLE_MS = 300;
 const MIRROR_INTERVAL_MS = 1000;
@@ -39,8 +40,10 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const host = await detectBpftrace();
 
   const procs = scanProcesses();
+  let lastRecordAt = 0;
   const sessions: ProbeSessions = new ProbeSessions(host, { kind: "watch", hold: flags.holdNewBinaries }, {
     onRecord(r, pid) {
+      lastRecordAt = performance.now();
       if (pid === undefined) return;
       if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
         pending.set(pid, performance.now());
@@ -48,6 +51,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
         cgroups.set(pid, processCgroup(pid) ?? null);
         try {
           exes.set(pid, readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
+          if (sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino)) walkExpected.add(pid);
         } catch {
           /* already gone */
         }
@@ -96,6 +100,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const pending = new Map<number, number>();
   const cgroups = new Map<number, string | null>();
   const exes = new Map<number, string>();
+  /** Victims whose binary oomprof walks: their walk is waited for. */
+  const walkExpected = new Set<number>();
   const probes = await sessions.start(initial);
   initial.forEach(announce);
   const armedMs = Math.round(performance.now() - t0);
@@ -116,7 +122,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     for (const p of scanProcesses()) {
       if (sessions.targetByInode(p.inode)) yield [p.pid, sessions.targets] as [number, GoTarget[]];
     }
-  }, MIRROR_INTERVAL_MS);
+  }, MIRROR_INTERVAL_MS, (n) => sessions.ensureCapacity(n));
   mirror.start();
   const reporter = new KillReporter({
     sessions,
@@ -136,13 +142,15 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     const now = performance.now();
     for (const [pid, since] of pending) {
       const c = sessions.assembler.capture(pid, mirror.buckets(pid));
-      const walkable = c.header !== undefined;
-      const done = c.exited || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || now - since > DRAIN_MS;
+      const walkable = c.header !== undefined || walkExpected.has(pid);
+      const idle = now - Math.max(since, lastRecordAt) > DRAIN_IDLE_MS;
+      const done = c.exited || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle) || now - since > DRAIN_MAX_MS;
       if (!done) continue;
       reporter.report(pid);
       pending.delete(pid);
       cgroups.delete(pid);
       exes.delete(pid);
+      walkExpected.delete(pid);
       mirror.forget(pid);
     }
     // Forget mirrors of processes that exited without being killed.

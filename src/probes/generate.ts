@@ -1,5 +1,6 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import canary from "../../probes/common/canary.bt" with { type: "text" };
 import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
@@ -47,6 +48,8 @@ export interface ScriptOptions {
   /** Report the first exec of every executable, for `watch`; "hold" also stops it until resumed. */
   notifyExecs?: boolean | "hold";
   limits?: Partial<WalkLimits>;
+  /** Add the attach canary for this oomprof pid and session nonce. */
+  canary?: { pid: number; nonce: number };
 }
 
 export interface GeneratedScript {
@@ -58,18 +61,20 @@ export interface GeneratedScript {
 }
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
-  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length * walkAttachPoints(opts.host).length);
+  // 0.21 limits for-loops to one probe; there each target gets a single walk probe.
+  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length);
   const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
   if (opts.victims ?? true) {
     parts.push(markVictim);
     if (opts.host.hasOomKillProcessKprobe) parts.push(oomKillProcessKprobe);
   }
+  const unknownInode = (inodes: number[]) => (inodes.length ? inodes.map((ino) => `curtask->mm->exe_file->f_inode->i_ino != ${ino}`).join(" && ") : "1");
   if (opts.followExecs) {
-    const known = opts.followExecs.knownInodes.map((ino) => `curtask->mm->exe_file->f_inode->i_ino != ${ino}`);
-    parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: known.length ? known.join(" && ") : "1" }));
+    parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: unknownInode(opts.followExecs.knownInodes) }));
   }
-  const attachPoints = walkAttachPoints(opts.host);
-  if (opts.notifyExecs) parts.push(execNotify);
+  if (opts.notifyExecs === "hold") parts.push(fillTemplate(execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(opts.targets.map((t) => t.inode)) }));
+  else if (opts.notifyExecs) parts.push(execNotify);
+  const attachPoints = walkAttachPoints(opts.host, walk.name);
   opts.targets.forEach((target, i) => {
     for (const attach of attachPoints) {
       const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
@@ -78,6 +83,7 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
   if (opts.targets.length) parts.push(exitMarker);
+  if (opts.canary) parts.push(fillTemplate(canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
 

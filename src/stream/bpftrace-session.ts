@@ -23,6 +23,11 @@ export interface SessionOptions {
   bufferPages?: number;
   /** How long to wait for the probes to attach; the verifier can take seconds on big loops. */
   attachTimeoutMs?: number;
+  /**
+   * The script ends with the canary probe for this nonce: `attached` then resolves only
+   * when the canary fires, which proves every probe is loaded and attached.
+   */
+  canaryNonce?: number;
 }
 
 /**
@@ -37,6 +42,7 @@ export class BpftraceSession {
   private proc: ReturnType<typeof Bun.spawn>;
   private dir: string;
   private stderrText = "";
+  private onCanary: () => void = () => {};
 
   constructor(
     private opts: SessionOptions,
@@ -61,12 +67,26 @@ export class BpftraceSession {
       this.stop();
     }, opts.attachTimeoutMs ?? 60000);
     void this.readStderr();
-    const stdoutDone = this.readStdout((probes) => {
+    let probeCount = 0;
+    let canaryTimer: ReturnType<typeof setInterval> | undefined;
+    this.onCanary = () => {
+      clearInterval(canaryTimer);
       clearTimeout(timeout);
-      resolveAttached(probes);
+      resolveAttached(probeCount);
+    };
+    const stdoutDone = this.readStdout((probes) => {
+      probeCount = probes;
+      if (opts.canaryNonce === undefined) {
+        clearTimeout(timeout);
+        resolveAttached(probes);
+        return;
+      }
+      // Poke the canary (a getppid tracepoint filtered on our pid) until it answers.
+      canaryTimer = setInterval(() => void process.ppid, 5);
     });
     this.exited = Promise.all([this.proc.exited, stdoutDone]).then(([code]) => {
       clearTimeout(timeout);
+      clearInterval(canaryTimer);
       rejectAttached(new UserError(`bpftrace exited before attaching its probes: ${this.errorSummary() || `exit status ${code}`}`));
       rmSync(this.dir, { recursive: true, force: true });
       return code;
@@ -133,7 +153,12 @@ export class BpftraceSession {
         for (const text of msg.data.split("\n")) {
           if (!text) continue;
           try {
-            this.cb.onRecord(parseRecord(text));
+            const record = parseRecord(text);
+            if (record.tag === "R") {
+              if (record.nonce === this.opts.canaryNonce) this.onCanary();
+              continue;
+            }
+            this.cb.onRecord(record);
           } catch (e) {
             this.cb.onBadRecord?.(text, (e as Error).message);
           }

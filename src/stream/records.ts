@@ -14,10 +14,11 @@ export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext:
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
 export interface ExitRecord { tag: "X"; pid: number }
+export interface ReadyRecord { tag: "R"; nonce: number }
 export interface ExecRecord { tag: "P"; pid: number; inode: number }
 export interface NewExecutableRecord { tag: "N"; pid: number; inode: number; held: boolean }
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord;
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -79,6 +80,9 @@ export function parseRecord(text: string): WalkRecord {
     case "X":
       need(2);
       return { tag: "X", pid: dec(f[1]) };
+    case "R":
+      need(2);
+      return { tag: "R", nonce: dec(f[1]) };
     case "P":
       need(3);
       return { tag: "P", pid: dec(f[1]), inode: dec(f[2]) };
