@@ -123,6 +123,8 @@ async function main(): Promise<number> {
 
 try {
   process.exitCode = await main();
+  // Leftover handles (a stuck pipe, a timer) must not keep oomprof alive once it is done.
+  process.exit(process.exitCode);
 } catch (e) {
   if (e instanceof Error && e.name === "CACError") {
     process.stderr.write(`oomprof: ${e.message}\n`);
@@ -136,3 +138,4 @@ try {
     process.exitCode = 70;
   }
 }
+process.exit(process.exitCode ?? 1);

@@ -106,12 +106,23 @@ export class BpftraceSession {
       .join(" | ");
   }
 
+  /** Asks bpftrace to exit (SIGINT), and makes sure with SIGKILL if it has not within 2 s. */
   stop(): void {
     try {
       this.proc.kill("SIGINT");
+      // A stopped bpftrace would never see the SIGINT.
+      this.proc.kill("SIGCONT");
     } catch {
       /* already gone */
     }
+    const force = setTimeout(() => {
+      try {
+        this.proc.kill("SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }, 2000);
+    void this.exited.then(() => clearTimeout(force));
   }
 
   private async readStderr(): Promise<void> {
