@@ -1,4 +1,6 @@
-import { readlinkSync, statSync } from "node:fs";
+import { mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { BpftraceHost } from "../probes/bpftrace-host.ts";
 import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
@@ -54,6 +56,7 @@ export class ProbeSessions {
   private nonGo = new Map<number, string>();
   private rebuild: Promise<void> = Promise.resolve();
   private sessionCount = 0;
+  private linkDir: string | undefined;
   private limits: Partial<WalkLimits> = {};
   /** Buckets the output buffer is sized for; grown from what the mirror sees. */
   private expectedBuckets = 20_000;
@@ -108,6 +111,7 @@ export class ProbeSessions {
 
   stop(): Promise<unknown> {
     this.stopping = true;
+    if (this.linkDir) rmSync(this.linkDir, { recursive: true, force: true });
     const s = this.current;
     if (!s) return Promise.resolve();
     s.stop();
@@ -147,6 +151,28 @@ export class ProbeSessions {
     }
   }
 
+  /**
+   * Uprobes name the binary by path, and a path is text a user controls; so each target
+   * gets a symlink with a plain name in a private directory. Only binaries still on disk
+   * as the same file get one (a uprobe that cannot attach would stop bpftrace).
+   */
+  private uprobeLinks(): Map<number, string> {
+    this.linkDir ??= mkdtempSync(join(tmpdir(), "oomprof-bin-"));
+    const links = new Map<number, string>();
+    this.targets.forEach((t, id) => {
+      const link = join(this.linkDir!, `t${id}`);
+      try {
+        if (statSync(t.path).ino !== t.inode) return;
+        rmSync(link, { force: true });
+        symlinkSync(t.path, link);
+        if (/^[A-Za-z0-9_/.-]+$/.test(link)) links.set(id, link);
+      } catch {
+        /* gone or replaced: no uprobes for it */
+      }
+    });
+    return links;
+  }
+
   private async launchOnce(): Promise<number> {
     const limits = { ...WHILE_DEFAULTS, ...this.limits };
     const pages = bufferPages(this.host.version, this.expectedBuckets, limits);
@@ -158,6 +184,7 @@ export class ProbeSessions {
       notifyExecs: this.mode.kind === "watch" ? (this.mode.hold ? "hold" : true) : undefined,
       canary: { pid: process.pid, nonce: ++this.sessionCount },
       limits: this.limits,
+      uprobeLinks: this.uprobeLinks(),
     });
     this.walk = script.walk;
     const session = new BpftraceSession(

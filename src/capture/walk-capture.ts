@@ -13,6 +13,8 @@ export interface CapturedBucket {
 /** Everything the probes reported about one killed process. */
 export interface ProcessCapture {
   pid: number;
+  /** Go's own fatal out-of-memory message, when that is how it died. */
+  runtimeOom?: string;
   victim?: VictimRecord;
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;
@@ -69,6 +71,9 @@ export class CaptureAssembler {
       case "X":
         this.state(r.pid).exited = true;
         return r.pid;
+      case "O":
+        this.state(r.pid).runtimeOom = r.message;
+        return r.pid;
       case "P":
       case "N":
       case "R":
@@ -124,6 +129,7 @@ export class CaptureAssembler {
     }
     return {
       pid,
+      runtimeOom: s.runtimeOom,
       victim: s.victim,
       trigger: s.trigger,
       oomKillProcess: s.oomKillProcess,
@@ -148,6 +154,7 @@ export class CaptureAssembler {
 
 interface ProcessState {
   pid: number;
+  runtimeOom?: string;
   victim?: VictimRecord;
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;

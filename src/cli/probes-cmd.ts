@@ -30,6 +30,8 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
     if (!target) throw new UserError(why ?? `${argv[0]}: not a Go program`);
     targets.push(target);
   }
-  process.stdout.write(generateScript({ host, targets }).text);
+  // `run` points uprobes at a symlink in its private directory; show where one would be.
+  const uprobeLinks = new Map(targets.map((_, id) => [id, `/tmp/oomprof-bin-example/t${id}`] as [number, string]));
+  process.stdout.write(generateScript({ host, targets, uprobeLinks, followExecs: { rootPid: 1, knownInodes: targets.map((t) => t.inode) } }).text);
   return 0;
 }

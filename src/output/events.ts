@@ -33,7 +33,8 @@ export const ChildStartEvent = z.object({
 });
 
 export const KillEvent = z.object({
-  event: z.enum(["oom_kill", "kill"]).describe("oom_kill: chosen by the kernel OOM killer; kill: SIGKILL from elsewhere"),
+  event: z.enum(["oom_kill", "runtime_oom", "kill"]).describe("oom_kill: chosen by the kernel OOM killer; runtime_oom: Go's own fatal out of memory; kill: SIGKILL from elsewhere"),
+  message: z.string().nullable().describe("runtime_oom: the runtime's fatal error message"),
   time,
   pid: z.number().int(),
   comm: z.string(),

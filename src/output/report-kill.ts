@@ -105,7 +105,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       memProfileRate: c.header.memProfileRate,
       cycle: c.header.cycle,
       bias: c.header.bias,
-      what: c.victim ? "OOM kill" : "SIGKILL",
+      what: c.victim ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL",
       gaps,
     });
     profile = written.path;
@@ -113,7 +113,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   }
   const v = c.victim;
   const event: KillEvent = {
-    event: v ? "oom_kill" : "kill",
+    event: v ? "oom_kill" : c.runtimeOom !== undefined ? "runtime_oom" : "kill",
+    message: c.runtimeOom ?? null,
     time: nowIso(),
     pid: c.pid,
     comm,

@@ -21,7 +21,7 @@ export function terminalStyle(stream: { isTTY?: boolean }): Style {
 /** One screen on stderr: what died, how big it was, and what held its heap. */
 export function renderKillSummary(e: KillEvent, table: SiteTable | undefined, style: Style): string {
   const lines: string[] = [];
-  const what = e.event === "oom_kill" ? "OOM kill" : "SIGKILL";
+  const what = e.event === "oom_kill" ? "OOM kill" : e.event === "runtime_oom" ? `Go runtime fatal error (${e.message})` : "SIGKILL";
   const trigger = e.trigger && e.trigger.pid !== e.pid ? `, triggered by ${e.trigger.comm} (pid ${e.trigger.pid})` : "";
   const where = e.cgroup ? ` in cgroup ${e.cgroup}${e.limit_bytes ? ` (limit ${formatBytes(e.limit_bytes)})` : ""}` : "";
   lines.push(style.red(style.bold(`oomprof: ${what} of ${e.comm} (pid ${e.pid})${trigger}${where}`)));

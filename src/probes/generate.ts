@@ -1,5 +1,7 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
+import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
+import attachThrow from "../../probes/walk/attach/runtime-throw.bt" with { type: "text" };
 import canary from "../../probes/common/canary.bt" with { type: "text" };
 import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
@@ -8,7 +10,7 @@ import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import { VERSION } from "../version.ts";
 import type { GoTarget } from "../target/go-target.ts";
-import type { BpftraceHost } from "./bpftrace-host.ts";
+import { versionAtLeast, type BpftraceHost } from "./bpftrace-host.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits } from "./walk-templates.ts";
 
 /** One value a template placeholder may take: numbers and fixed identifiers only. */
@@ -30,7 +32,7 @@ export function fillTemplate(template: string, values: Record<string, Fill>): st
     }
     // Operators are allowed (the generator builds expressions from numbers); quotes,
     // braces, semicolons and newlines are not.
-    if (!/^[A-Za-z0-9_.() *>$+\-!=&|<]*$/.test(v)) throw new Error(`probe template value for ${name} has unsafe characters`);
+    if (!/^[A-Za-z0-9_.() *>$+\-!=&|</]*$/.test(v) || v.includes("//")) throw new Error(`probe template value for ${name} has unsafe characters`);
     return v;
   });
   return out;
@@ -48,6 +50,11 @@ export interface ScriptOptions {
   /** Report the first exec of every executable, for `watch`; "hold" also stops it until resumed. */
   notifyExecs?: boolean | "hold";
   limits?: Partial<WalkLimits>;
+  /**
+   * Per target id: a path to the binary made only of safe characters (a symlink in
+   * oomprof's private directory), for uprobes. Targets without one get no uprobes.
+   */
+  uprobeLinks?: Map<number, string>;
   /** Add the attach canary for this oomprof pid and session nonce. */
   canary?: { pid: number; nonce: number };
 }
@@ -76,9 +83,21 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   else if (opts.notifyExecs) parts.push(execNotify);
   const attachPoints = walkAttachPoints(opts.host, walk.name);
   opts.targets.forEach((target, i) => {
-    for (const attach of attachPoints) {
+    const id = (opts.firstTargetId ?? 0) + i;
+    const values = { ...walk.values, ...targetValues(target, id) };
+    const points = [...attachPoints];
+    const link = opts.uprobeLinks?.get(id);
+    // Go's own out-of-memory throw: needs the register ABI on amd64, and a walk that may
+    // live in more than one probe (0.21 allows for-loops in one probe only).
+    const throwProbe = link && target.throwSymbol && target.arch === "amd64" && (walk.name === "while" || versionAtLeast(opts.host.version, 0, 22));
+    if (throwProbe) {
+      const uprobeValues = { TARGET_LINK: link, THROW_SYMBOL: target.throwSymbol! };
+      parts.push(fillTemplate(oomThrow, { ...values, ...uprobeValues }));
+      points.push({ name: "on the Go runtime fatal out-of-memory throw", template: fillTemplate(attachThrow, uprobeValues) });
+    }
+    for (const attach of points) {
       const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
-      parts.push(fillTemplate(template, { ...walk.values, ...targetValues(target, (opts.firstTargetId ?? 0) + i), ATTACH_NAME: attach.name }));
+      parts.push(fillTemplate(template, { ...values, ATTACH_NAME: attach.name }));
     }
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.

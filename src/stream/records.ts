@@ -14,11 +14,12 @@ export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext:
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
 export interface ExitRecord { tag: "X"; pid: number }
+export interface RuntimeOomRecord { tag: "O"; pid: number; message: string }
 export interface ReadyRecord { tag: "R"; nonce: number }
 export interface ExecRecord { tag: "P"; pid: number; inode: number }
 export interface NewExecutableRecord { tag: "N"; pid: number; inode: number; held: boolean }
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord;
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord | RuntimeOomRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -80,6 +81,9 @@ export function parseRecord(text: string): WalkRecord {
     case "X":
       need(2);
       return { tag: "X", pid: dec(f[1]) };
+    case "O":
+      if (f.length < 3) throw new Error("short O record");
+      return { tag: "O", pid: dec(f[1]), message: rest(line, 2) };
     case "R":
       need(2);
       return { tag: "R", nonce: dec(f[1]) };

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
+import { GoSymbolizer } from "../symbolize/pclntab.ts";
 import { ElfFile } from "./elf.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
@@ -24,6 +25,8 @@ export interface GoTarget {
   vars: GoRuntimeVars;
   /** The linker turned memory profiling off (no runtime/pprof linked in): no buckets will exist. */
   memProfilingDisabled: boolean;
+  /** How a uprobe names runtime.throw: the symbol, or its address when stripped. */
+  throwSymbol?: string;
   /** The original ELF, kept for symbolization. */
   elf: ElfFile;
 }
@@ -73,8 +76,20 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
     text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
     vars: { mbuckets, memProfileRate, cycle },
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
+    throwSymbol: throwProbeName(elf),
     elf,
   };
+}
+
+/** runtime.throw by name, or by address from .gopclntab when the symbol table is gone. */
+function throwProbeName(elf: ElfFile): string | undefined {
+  if (elf.symbol("runtime.throw")) return "runtime.throw";
+  try {
+    const range = GoSymbolizer.fromElf(elf).functionRange("runtime.throw");
+    return range ? `0x${range.entry.toString(16)}` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function readBuildId(elf: ElfFile): string {

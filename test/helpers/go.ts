@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -17,7 +17,11 @@ export async function buildGoProgram(name: string, opts: { go?: string; flags?: 
   const go = opts.go ?? goTool();
   const flags = opts.flags ?? [];
   const version = Bun.spawnSync([go, "env", "GOVERSION"]).stdout.toString().trim() || "go";
-  const tag = [name, version, ...flags].join("_").replace(/[^A-Za-z0-9._-]/g, "_");
+  // The cache key includes the sources, so an edited test program is rebuilt.
+  const dir = join(ROOT, "test", "go", name);
+  const hash = new Bun.CryptoHasher("sha256");
+  for (const f of readdirSync(dir).sort()) if (/\.(go|mod)$/.test(f)) hash.update(readFileSync(join(dir, f)));
+  const tag = [name, version, ...flags, hash.digest("hex").slice(0, 12)].join("_").replace(/[^A-Za-z0-9._-]/g, "_");
   // The binary keeps the program's name (it becomes the comm the kernel reports).
   const out = join(CACHE, tag, name);
   if (existsSync(out)) return out;

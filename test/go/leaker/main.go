@@ -65,12 +65,16 @@ func main() {
 	churnKiB := envInt("CHURN_KIB", 192)
 	sleepUs := envInt("STEP_SLEEP_US", 200)
 	out := os.Getenv("HEAPPROF_OUT")
+	exitAfter := envInt("EXIT_AFTER_STEPS", 0)
 	fmt.Println("leaker: started")
 	for step := 0; ; step++ {
 		leakStep(leakKiB << 10)
 		churnStep(churnKiB << 10)
 		if out != "" && step%40 == 0 {
 			writeOwnProfile(out)
+		}
+		if exitAfter > 0 && step >= exitAfter {
+			os.Exit(3)
 		}
 		if sleepUs > 0 {
 			time.Sleep(time.Duration(sleepUs) * time.Microsecond)
