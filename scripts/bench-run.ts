@@ -15,6 +15,8 @@
  *                (includes loading the runtime/binary, which armed_ms does not)
  *   kill→file    the cgroup's oom_kill counter going up → the profile's mtime
  *                (mtime is the kernel's coarse clock: a few ms of granularity)
+ *   kill→dead    the oom_kill counter going up → the child turning zombie or vanishing
+ *                (the walk runs in the dying threads, in between)
  *   dead→event   the child turning zombie or vanishing → the oom_kill event's time
  *   event→exit   oom_kill event time → exit event time (the exit event is written
  *                after the report, so it is not the child's death time)
@@ -63,6 +65,7 @@ interface RunResult {
   spawnToChildMs?: number;
   captureMs?: number | null;
   killToFileMs?: number;
+  killToDeadMs?: number;
   deadToEventMs?: number;
   eventToExitMs?: number;
   totalMs?: number;
@@ -139,6 +142,7 @@ async function oneRun(i: number): Promise<RunResult> {
       const mtime = Number(statSync(kill.profile, { bigint: true }).mtimeNs) / 1e6;
       if (tOomKill !== undefined) r.killToFileMs = mtime - tOomKill;
     }
+    if (tDead !== undefined && tOomKill !== undefined) r.killToDeadMs = tDead - tOomKill;
     if (tDead !== undefined) r.deadToEventMs = eventTimeMs(kill)! - tDead;
     if (exit) r.eventToExitMs = eventTimeMs(exit)! - eventTimeMs(kill)!;
   }
@@ -166,7 +170,7 @@ for (let i = 1; i <= runs; i++) {
   await sleep(300);
 }
 
-const header = ["run", "status", "armed_ms", "spawn→child", "capture_ms", "kill→file", "dead→event", "event→exit", "total", "buckets", "complete", "lost"];
+const header = ["run", "status", "armed_ms", "spawn→child", "capture_ms", "kill→file", "kill→dead", "dead→event", "event→exit", "total", "buckets", "complete", "lost"];
 const rows = results.map((r) => [
   String(r.run),
   String(r.status ?? "timeout"),
@@ -174,7 +178,8 @@ const rows = results.map((r) => [
   fmt(r.spawnToChildMs),
   fmt(r.captureMs),
   fmt(r.killToFileMs, 1),
-  fmt(r.deadToEventMs),
+  fmt(r.killToDeadMs, 1),
+  fmt(r.deadToEventMs, 1),
   fmt(r.eventToExitMs),
   fmt(r.totalMs),
   fmt(r.buckets),
@@ -192,7 +197,8 @@ console.log(
         ["spawn → child running (external)", results.map((r) => r.spawnToChildMs)],
         ["kill → profile on disk (capture_ms)", results.map((r) => r.captureMs)],
         ["kill → profile mtime (external: cgroup oom_kill counter)", results.map((r) => r.killToFileMs)],
-        ["child dead (zombie) → oom_kill event time", results.map((r) => r.deadToEventMs)],
+        ["kill → child dead (external: zombie or gone; the walk runs in between)", results.map((r) => r.killToDeadMs)],
+        ["child dead → oom_kill event time (event time has ms resolution)", results.map((r) => r.deadToEventMs)],
         ["oom_kill event → exit event", results.map((r) => r.eventToExitMs)],
         ["oomprof wall time, whole run", results.map((r) => r.totalMs)],
       ] as Array<[string, Array<number | null | undefined>]>

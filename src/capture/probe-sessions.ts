@@ -8,6 +8,7 @@ import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BadBinaryError } from "../errors.ts";
+import { enableMemoryProfiling } from "../target/enable-profiling.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { CaptureAssembler } from "./walk-capture.ts";
 
@@ -30,7 +31,7 @@ export interface ExecInfo {
 
 export type SessionMode =
   /** run: stop programs exec'd under rootPid until their walk is attached. */
-  | { kind: "run"; rootPid: number }
+  | { kind: "run"; rootPid: number; memProfileRate: number }
   /** watch: hear about every new executable on the host; hold: stop each until it is read. */
   | { kind: "watch"; hold: boolean };
 
@@ -180,7 +181,9 @@ export class ProbeSessions {
       host: this.host,
       targets: this.targets,
       victims: true,
-      followExecs: this.mode.kind === "run" ? { rootPid: this.mode.rootPid, knownInodes: this.targets.map((t) => t.inode) } : undefined,
+      // A known binary is still stopped at exec when its memory profiling is off: `run`
+      // turns it on before the runtime starts.
+      followExecs: this.mode.kind === "run" ? { rootPid: this.mode.rootPid, knownInodes: this.targets.filter((t) => !t.memProfilingDisabled).map((t) => t.inode) } : undefined,
       notifyExecs: this.mode.kind === "watch" ? (this.mode.hold ? "hold" : true) : undefined,
       canary: { pid: process.pid, nonce: ++this.sessionCount },
       limits: this.limits,
@@ -249,6 +252,10 @@ export class ProbeSessions {
     try {
       const info = await this.inspect(pid, inode);
       this.execs.set(pid, info);
+      if (info.target?.memProfilingDisabled && this.mode.kind === "run") {
+        enableMemoryProfiling(pid, info.target, this.mode.memProfileRate);
+        this.events.onWarning(`${info.path}: memory profiling is off in this binary (runtime/pprof is not linked in); enabled it for pid ${pid} at rate ${this.mode.memProfileRate}`);
+      }
       if (info.target) await this.addTargets([info.target]);
       else this.events.onVerbose?.(`exec of ${info.path} (pid ${pid}): no walk (${info.why})`);
     } catch (e) {

@@ -45,6 +45,7 @@ async function main(): Promise<number> {
     .option("--limit <size>", "Run it in a fresh memory cgroup with this limit (256M, 1G, ...)")
     .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
     .option("--events <path>", "Write NDJSON events to this file, or - for stdout (the child's stdout then goes to stderr)")
+    .option("--rate <size>", "MemProfileRate to turn on in a binary built without memory profiling (default 512K)")
     .option("--quiet", "Only warnings and errors on stderr")
     .option("--verbose", "More detail on stderr")
     .example("sudo oomprof run --limit 256M --out /var/tmp/oom --events - -- ./mygoapp --flag")
@@ -52,7 +53,7 @@ async function main(): Promise<number> {
       if (opts.verbose) log.setLevel("verbose");
       if (opts.quiet) log.setLevel("quiet");
       const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
-      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet }));
+      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet, rate: opts.rate }));
     });
 
   cli

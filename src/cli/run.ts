@@ -11,7 +11,7 @@ import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
-import { SizeSchema } from "./sizes.ts";
+import { SizeSchema, sizeSchema } from "./sizes.ts";
 import { log } from "./log.ts";
 
 export const RunFlags = z.object({
@@ -19,6 +19,8 @@ export const RunFlags = z.object({
   out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
   events: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
+  /** MemProfileRate to switch on in a binary whose memory profiling is off. */
+  rate: sizeSchema(1, "1").default(512 * 1024),
 });
 export type RunFlags = z.infer<typeof RunFlags>;
 
@@ -89,9 +91,6 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   requireRoot();
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
-  if (target?.memProfilingDisabled) {
-    log.warn(`${target.path}: memory profiling is disabled in this binary (runtime/pprof is not linked in); there will be no buckets`);
-  }
   if (!target) log.verbose(`${why}; following its execs for a Go program`);
 
   const host = await detectBpftrace();
@@ -123,7 +122,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     // Assigned just below; the callbacks above only run once bpftrace is started.
     // eslint-disable-next-line prefer-const
     let reporter: KillReporter;
-    const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid }, {
+    const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid, memProfileRate: flags.rate }, {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
         if (r.tag === "X" || r.tag === "E") wake?.();

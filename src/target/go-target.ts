@@ -34,6 +34,8 @@ export interface GoTarget {
 export interface GoRuntimeVars {
   mbuckets: bigint;
   memProfileRate: bigint;
+  /** runtime.disableMemoryProfiling, the linker-set bool that zeroes MemProfileRate at start. */
+  disableMemoryProfiling?: bigint;
   /** runtime.mProfCycle (Go 1.19+; cycle is value >> 1) or runtime.mProf (older; cycle at offset 0). */
   cycle: { addr: bigint; shifted: boolean } | undefined;
 }
@@ -74,7 +76,7 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
     buildInfo,
     buildId: readBuildId(elf),
     text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
-    vars: { mbuckets, memProfileRate, cycle },
+    vars: { mbuckets, memProfileRate, cycle, disableMemoryProfiling },
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     throwSymbol: throwProbeName(elf),
     elf,

@@ -1,0 +1,3 @@
+module example.com/noprof
+
+go 1.18
