@@ -99,11 +99,10 @@ export class BpftraceSession {
 
   /** bpftrace's stderr without its routine noise, for error messages. */
   errorSummary(): string {
-    return this.stderrText
-      .split("\n")
-      .filter((l) => l.trim() && !/RLIMIT_MEMLOCK|^WARNING|^\s|available_filter_functions/.test(l))
-      .slice(0, 3)
-      .join(" | ");
+    const lines = this.stderrText.split("\n").filter((l) => l.trim() && !/RLIMIT_MEMLOCK|available_filter_functions/.test(l));
+    // Errors first: newer bpftrace prefixes warnings with the script position.
+    const errors = lines.filter((l) => /ERROR|rror:/.test(l));
+    return (errors.length ? errors : lines.filter((l) => !/WARNING|^\s/.test(l))).slice(0, 3).join(" | ");
   }
 
   /** Asks bpftrace to exit (SIGINT), and makes sure with SIGKILL if it has not within 2 s. */

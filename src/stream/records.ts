@@ -82,8 +82,8 @@ export function parseRecord(text: string): WalkRecord {
       need(2);
       return { tag: "X", pid: dec(f[1]) };
     case "O":
-      if (f.length < 3) throw new Error("short O record");
-      return { tag: "O", pid: dec(f[1]), message: rest(line, 2) };
+      if (f.length < 4) throw new Error("short O record");
+      return { tag: "O", pid: dec(f[1]), message: rest(line, 3).slice(0, dec(f[2])) };
     case "R":
       need(2);
       return { tag: "R", nonce: dec(f[1]) };

@@ -2,7 +2,6 @@ import { statSync } from "node:fs";
 import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
-import { GoSymbolizer } from "../symbolize/pclntab.ts";
 import { ElfFile } from "./elf.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
@@ -83,15 +82,13 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
   };
 }
 
-/** runtime.throw by name, or by address from .gopclntab when the symbol table is gone. */
+/**
+ * runtime.throw by name. bpftrace (0.17 and 0.23 alike) refuses an address uprobe in a
+ * binary without symbols ("Could not resolve address"), so stripped binaries get no
+ * runtime out-of-memory probe.
+ */
 function throwProbeName(elf: ElfFile): string | undefined {
-  if (elf.symbol("runtime.throw")) return "runtime.throw";
-  try {
-    const range = GoSymbolizer.fromElf(elf).functionRange("runtime.throw");
-    return range ? `0x${range.entry.toString(16)}` : undefined;
-  } catch {
-    return undefined;
-  }
+  return elf.symbol("runtime.throw") ? "runtime.throw" : undefined;
 }
 
 function readBuildId(elf: ElfFile): string {

@@ -13,8 +13,8 @@ describe("Go's own fatal out of memory (no OOM killer)", () => {
 
   test("under ulimit -v, through a shell that execs the program: profiled, and exit status 2 passes through", async () => {
     const out = tempDir();
-    // Go reserves ~800 MB of address space at start; 1.2 GB leaves room to grow, then mmap fails.
-    const r = await runOomprof(["run", "--out", out, "--events", "-", "--", "sh", "-c", `ulimit -v 1200000; exec ${leaker}`], {
+    // Go reserves 0.8-1.2 GB of address space at start (1.19-1.24); 2 GB leaves room to grow, then mmap fails.
+    const r = await runOomprof(["run", "--out", out, "--events", "-", "--", "sh", "-c", `ulimit -v 2000000; exec ${leaker}`], {
       env: { STEP_SLEEP_US: "0" },
     });
     expect(r.status).toBe(2);
