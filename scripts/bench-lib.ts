@@ -81,11 +81,13 @@ export function oomprofArgv(bin?: string): string[] {
   const dist = join(ROOT, "dist", "oomprof");
   if (existsSync(dist)) {
     const stale = newestSource() > statSync(dist).mtimeMs;
-    if (stale) process.stderr.write(`warning: ${dist} is older than src/ or probes/ (run \`bun run build\`, or pass --build)\n`);
+    if (stale && !warnedStale && (warnedStale = true)) process.stderr.write(`warning: ${dist} is older than src/ or probes/ (run \`bun run build\`, or pass --build)\n`);
     return [dist];
   }
   return [process.execPath, join(ROOT, "src", "cli", "main.ts")];
 }
+
+let warnedStale = false;
 
 export function distBinary(): string {
   const dist = join(ROOT, "dist", "oomprof");

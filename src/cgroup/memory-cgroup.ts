@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 
@@ -31,9 +31,30 @@ function v2RootWithMemory(): string | undefined {
   return undefined;
 }
 
+/**
+ * An oomprof that was SIGKILLed could not remove its cgroup: remove empty ones whose
+ * oomprof is gone (rmdir refuses a cgroup that still has tasks).
+ */
+function removeStaleCgroups(root: string): void {
+  try {
+    for (const name of readdirSync(root)) {
+      const m = /^oomprof-(\d+)-[a-z0-9]+$/.exec(name);
+      if (!m || existsSync(`/proc/${m[1]}`)) continue;
+      try {
+        rmdirSync(join(root, name));
+      } catch {
+        /* still has tasks, or not ours to remove */
+      }
+    }
+  } catch {
+    /* unreadable root: nothing to tidy */
+  }
+}
+
 export function createMemoryCgroup(limitBytes: number): MemoryCgroup {
   const name = `oomprof-${process.pid}-${Date.now().toString(36)}`;
   const v2 = v2RootWithMemory();
+  removeStaleCgroups(v2 ?? V1_ROOT);
   try {
     if (v2) {
       // The memory controller must be delegated to children of the root for memory.max to exist.

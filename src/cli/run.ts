@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { dieWithParent } from "../process/parent-death.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
@@ -105,7 +106,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     // directory and stdio, is confined from its first instruction, and cannot run
     // before oomprof is watching.
     const join = cgroup ? 'echo $$ > "$0" && ' : "";
-    const child = Bun.spawn(["/bin/sh", "-c", `${join}kill -STOP $$ && exec "$@"`, cgroup?.procsFile ?? "oomprof-run", ...argv], {
+    const child = Bun.spawn(dieWithParent(["/bin/sh", "-c", `${join}kill -STOP $$ && exec "$@"`, cgroup?.procsFile ?? "oomprof-run", ...argv]), {
       stdio: ["inherit", flags.events === "-" ? 2 : "inherit", "inherit"],
     });
     const forward = (sig: NodeJS.Signals) => () => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 
@@ -106,7 +106,8 @@ export class EventWriter {
     if (target === "-") this.fd = 1;
     else {
       try {
-        this.fd = openSync(target, "a", 0o600);
+        // Never through a symlink planted where the events file should be.
+        this.fd = openSync(target, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
       } catch (e) {
         throw new UserError(`cannot open --events ${target}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
@@ -116,7 +117,15 @@ export class EventWriter {
   emit(event: OomprofEvent): void {
     if (this.fd === undefined) return;
     const checked = OomprofEvent.parse(event);
-    writeSync(this.fd, `${JSON.stringify(checked)}\n`);
+    try {
+      writeSync(this.fd, `${JSON.stringify(checked)}\n`);
+    } catch (e) {
+      // The reader went away (`--events - | head -1`): the child and the profiles matter
+      // more than the stream, so carry on without it.
+      if ((e as NodeJS.ErrnoException).code !== "EPIPE") throw e;
+      process.stderr.write("oomprof: warning: the events reader closed its end; no more events\n");
+      this.fd = undefined;
+    }
   }
 
   close(): void {

@@ -1,4 +1,5 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
+import { UserError } from "../errors.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
@@ -94,7 +95,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   else if (c.header.memProfileRate === 0) reason = "memory profiling is off in this binary (runtime.MemProfileRate is 0): link runtime/pprof, e.g. import _ \"runtime/pprof\"";
   else if (!complete) reason = gaps.join("; ");
   if (t && c.header && c.buckets.length > 0) {
-    const written = writeHeapProfile({
+    try {
+      const written = writeHeapProfile({
       target: t,
       symbolizer: ctx.symbolizer,
       outDir: ctx.outDir,
@@ -107,9 +109,14 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       bias: c.header.bias,
       what: c.victim ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL",
       gaps,
-    });
-    profile = written.path;
-    sites = written.sites;
+      });
+      profile = written.path;
+      sites = written.sites;
+    } catch (e) {
+      // A full disk or a vanished --out: the event still says what happened.
+      if (!(e instanceof UserError)) throw e;
+      reason = e.message;
+    }
   }
   const v = c.victim;
   const event: KillEvent = {

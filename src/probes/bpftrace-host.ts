@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 
@@ -34,15 +34,26 @@ export function versionAtLeast(v: BpftraceVersion, major: number, minor: number)
 }
 
 export function findBpftrace(): string {
-  const path = process.env.OOMPROF_BPFTRACE ?? Bun.which("bpftrace");
+  const fromEnv = process.env.OOMPROF_BPFTRACE;
+  const path = fromEnv ? (existsSync(fromEnv) ? fromEnv : undefined) : Bun.which("bpftrace");
   if (!path) {
     throw new UserError("bpftrace not found on PATH: install it (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace) or set OOMPROF_BPFTRACE", 1);
   }
   return path;
 }
 
+/** bpftrace attaches tracepoints through tracefs: mount it if the host has not. */
+export function ensureTracefs(): void {
+  if (existsSync("/sys/kernel/tracing/events") || existsSync("/sys/kernel/debug/tracing/events")) return;
+  const r = Bun.spawnSync(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], { stderr: "pipe" });
+  if (r.exitCode !== 0 || !existsSync("/sys/kernel/tracing/events")) {
+    throw new UserError("tracefs is not mounted and could not be mounted: run `mount -t tracefs nodev /sys/kernel/tracing` as root");
+  }
+}
+
 export async function detectBpftrace(): Promise<BpftraceHost> {
   const path = findBpftrace();
+  ensureTracefs();
   const run = (args: string[]) => {
     const r = Bun.spawnSync([path, ...args], { stdout: "pipe", stderr: "pipe" });
     return { ok: r.exitCode === 0, out: r.stdout.toString() };

@@ -2,6 +2,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
+import { dieWithParent } from "../process/parent-death.ts";
 import { parseBpftraceLine } from "./bpftrace-json.ts";
 import { parseRecord, type WalkRecord } from "./records.ts";
 
@@ -53,7 +54,7 @@ export class BpftraceSession {
     writeFileSync(scriptPath, opts.script, { mode: 0o600 });
     const env: Record<string, string> = { ...process.env } as Record<string, string>;
     if (opts.bufferPages) env.BPFTRACE_PERF_RB_PAGES = String(opts.bufferPages);
-    this.proc = Bun.spawn([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
+    this.proc = Bun.spawn(dieWithParent([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath]), { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
     let resolveAttached!: (n: number) => void;
     let rejectAttached!: (e: Error) => void;
     this.attached = new Promise((res, rej) => {

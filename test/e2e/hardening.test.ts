@@ -1,0 +1,145 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { chmodSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildGoProgram } from "../helpers/go.ts";
+import { LineReader } from "../helpers/lines.ts";
+import { oomprofArgv, runOomprof, tempDir } from "../helpers/oomprof.ts";
+
+setDefaultTimeout(180_000);
+
+const oneLine = (stderr: string) => stderr.trim().split("\n").filter((l) => !l.startsWith("oomprof: armed"));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  } catch {
+    return false;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+describe("bad input and a bad host: one line on stderr, non-zero status", () => {
+  test("no bpftrace: says how to install it", async () => {
+    const r = await runOomprof(["run", "--out", tempDir(), "--", "true"], { env: { OOMPROF_BPFTRACE: "/nonexistent/bpftrace" } });
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain("apt-get install bpftrace");
+  });
+
+  test("a bpftrace that is too old", async () => {
+    const dir = tempDir();
+    const fake = join(dir, "bpftrace");
+    writeFileSync(fake, "#!/bin/sh\necho 'bpftrace v0.16.0'\n");
+    chmodSync(fake, 0o755);
+    const r = await runOomprof(["run", "--out", tempDir(), "--", "true"], { env: { OOMPROF_BPFTRACE: fake } });
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain("too old");
+  });
+
+  test("not root", async () => {
+    const argv = oomprofArgv();
+    const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...argv, "run", "--out", "/tmp", "--", "true"], { stderr: "pipe", env: { ...process.env, HOME: "/tmp" } });
+    const stderr = r.stderr.toString();
+    expect(r.exitCode).not.toBe(0);
+    expect(oneLine(stderr)).toHaveLength(1);
+    expect(stderr).toMatch(/needs root|sudo/);
+  });
+
+  test("an unwritable --out", async () => {
+    const r = await runOomprof(["run", "--out", "/proc/oomprof-cannot-write-here", "--", "true"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain("--out");
+  });
+
+  test("a symlink planted where the events file goes is not followed", async () => {
+    const dir = tempDir();
+    const victim = join(dir, "precious");
+    writeFileSync(victim, "keep me\n");
+    const planted = join(dir, "events.ndjson");
+    symlinkSync(victim, planted);
+    const r = await runOomprof(["run", "--out", dir, "--events", planted, "--", "true"]);
+    expect(r.status).not.toBe(0);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+    expect(readFileSync(victim, "utf8")).toBe("keep me\n");
+  });
+
+  test("a program that is not executable: 126, like a shell", async () => {
+    const dir = tempDir();
+    const f = join(dir, "notexec");
+    writeFileSync(f, "x");
+    const r = await runOomprof(["run", "--out", dir, "--", f]);
+    expect(r.status).toBe(126);
+    expect(oneLine(r.stderr)).toHaveLength(1);
+  });
+});
+
+describe("faults", () => {
+  test("oomprof SIGKILLed: neither the child nor bpftrace outlives it, and the next run removes its cgroup", async () => {
+    const p = Bun.spawn([...oomprofArgv(), "run", "--limit", "64M", "--out", tempDir(), "--events", "-", "--", "sleep", "60"], { stdout: "pipe", stderr: "ignore" });
+    const lines = new LineReader(p.stdout as ReadableStream<Uint8Array>);
+    const start = JSON.parse(await lines.waitFor((l) => l.includes('"event":"start"'), 60_000));
+    const kids = childrenOf(p.pid);
+    expect(kids.length).toBeGreaterThanOrEqual(2); // the child and bpftrace
+    p.kill("SIGKILL");
+    await p.exited;
+    await Bun.sleep(1000);
+    for (const k of kids) expect(alive(k)).toBe(false);
+    expect(alive(start.pid)).toBe(false);
+    const r = await runOomprof(["run", "--limit", "64M", "--out", tempDir(), "--", "true"]);
+    expect(r.status).toBe(0);
+    expect(existsSync(start.cgroup)).toBe(false);
+  });
+
+  test("bpftrace dies mid-run: run keeps the child, says capture is off, and passes its status through", async () => {
+    const events = join(tempDir(), "events.ndjson");
+    const p = Bun.spawn([...oomprofArgv(), "run", "--out", tempDir(), "--events", events, "--", "sh", "-c", "sleep 3; exit 5"], { stdout: "ignore", stderr: "pipe" });
+    const stderr = new Response(p.stderr).text();
+    const deadline = Date.now() + 60_000;
+    while (!(existsSync(events) && readFileSync(events, "utf8").includes('"event":"start"')) && Date.now() < deadline) await Bun.sleep(50);
+    const bpftrace = childrenOf(p.pid).filter((k) => readFileSync(`/proc/${k}/comm`, "utf8").trim() === "bpftrace");
+    expect(bpftrace).toHaveLength(1);
+    process.kill(bpftrace[0]!, "SIGKILL");
+    expect(await p.exited).toBe(5);
+    expect(await stderr).toContain("heap capture is off");
+  });
+
+  test("two Go processes killed at the same moment are both captured", async () => {
+    const leaker = await buildGoProgram("leaker");
+    const watch = Bun.spawn([...oomprofArgv(), "watch", "--out", tempDir(), "--events", "-"], { stdout: "pipe", stderr: "ignore" });
+    const lines = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
+    try {
+      await lines.waitFor((l) => l.includes('"event":"ready"'), 60_000);
+      const env = { ...process.env, STEP_SLEEP_US: "50000" };
+      const a = Bun.spawn([leaker], { env, stdout: "ignore" });
+      const b = Bun.spawn([leaker], { env, stdout: "ignore" });
+      await Bun.sleep(2500);
+      a.kill("SIGKILL");
+      b.kill("SIGKILL");
+      for (const pid of [a.pid, b.pid]) {
+        const ev = JSON.parse(await lines.waitFor((l) => l.includes('"event":"kill"') && l.includes(`"pid":${pid},`), 30_000));
+        expect(ev.complete).toBe(true);
+        expect(existsSync(ev.profile)).toBe(true);
+      }
+    } finally {
+      watch.kill("SIGTERM");
+      await watch.exited;
+    }
+  });
+});
