@@ -34,6 +34,12 @@ const MIRROR_INTERVAL_MS = 1000;
  */
 export async function watchCommand(flags: WatchFlags): Promise<number> {
   const t0 = performance.now();
+  // Installed first, so a SIGTERM that arrives while arming still ends watch cleanly.
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  const stop = (code: number) => resolveDone(code);
+  process.on("SIGINT", () => stop(0));
+  process.on("SIGTERM", () => stop(0));
   requireRoot();
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
@@ -161,11 +167,6 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     }
   }, 50);
 
-  let resolveDone!: (code: number) => void;
-  const done = new Promise<number>((r) => (resolveDone = r));
-  const stop = (code: number) => resolveDone(code);
-  process.on("SIGINT", () => stop(0));
-  process.on("SIGTERM", () => stop(0));
   const code = await done;
   clearInterval(settle);
   mirror.stop();
