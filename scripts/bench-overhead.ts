@@ -61,6 +61,7 @@ const prog = buildHostGo("overhead");
 mkdirSync(BENCH_DIR, { recursive: true });
 const scratch = mkdtempSync(join(BENCH_DIR, "overhead-"));
 const problems: string[] = [];
+const notes: string[] = [];
 
 /** Idle Go processes we started: `timeout` wrappers (killing one forwards SIGTERM). */
 const sleepers: Array<ReturnType<typeof Bun.spawn>> = [];
@@ -140,7 +141,11 @@ async function startWatch(tag: string): Promise<Watch> {
   return w;
 }
 
-async function stopWatch(w: Watch, tag: string): Promise<void> {
+/**
+ * Stops a watch and checks its events. Kills and warnings about our own program are
+ * problems; others come from whatever else runs on this shared host, and are counted.
+ */
+async function stopWatch(w: Watch, tag: string): Promise<{ foreign: number }> {
   killPid(w.proc.pid, "SIGTERM"); // timeout forwards it to oomprof
   const status = await exitedWithin(w.proc, 15_000);
   if (status === undefined) {
@@ -148,10 +153,20 @@ async function stopWatch(w: Watch, tag: string): Promise<void> {
     killPid(w.proc.pid, "SIGKILL");
     await exitedWithin(w.proc, 5000);
   } else if (status !== 0) problems.push(`watch ${tag}: exit status ${status} after SIGTERM`);
+  let foreign = 0;
   for (const e of readEvents(w.evPath)) {
-    if (e.event === "oom_kill" || e.event === "kill") problems.push(`watch ${tag}: unexpected ${e.event} event for pid ${e.pid} (${e.comm}): ${e.reason}`);
-    if (e.event === "warning") problems.push(`watch ${tag}: warning event: ${e.message}`);
+    const ours = e.exe === prog.path || (typeof e.message === "string" && e.message.includes(prog.path));
+    if (e.event === "oom_kill" || e.event === "kill") {
+      if (ours) problems.push(`watch ${tag}: unexpected ${e.event} event for our pid ${e.pid} (${e.comm}): ${e.reason}`);
+      else foreign++;
+    }
+    if (e.event === "warning") {
+      if (ours || /bpftrace|restart|could not/i.test(String(e.message))) problems.push(`watch ${tag}: warning event: ${e.message}`);
+      else foreign++;
+    }
   }
+  if (foreign) notes.push(`watch ${tag}: ${foreign} kill/warning event(s) about other processes on the host (not ours: the host was not idle)`);
+  return { foreign };
 }
 
 /** oomprof's processes under a timeout wrapper: everything but the wrapper and our Go programs. */
@@ -172,6 +187,23 @@ function treeRss(rootPid: number): { oomprofKiB: number; bpftraceKiB: number; ot
     else r.otherKiB += kib;
   }
   return r;
+}
+
+/** Samples the tree every 250 ms; stop() tells how many distinct bpftrace processes ran. */
+function trackBpftrace(rootPid: number): { stop(): number } {
+  const pids = new Set<number>();
+  const sample = () => {
+    for (const p of oomprofTree(rootPid)) if (p.comm === "bpftrace") pids.add(p.pid);
+  };
+  sample();
+  const timer = setInterval(sample, 250);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return pids.size;
+    },
+  };
 }
 
 // --- 1. work ---------------------------------------------------------------------------
@@ -208,8 +240,11 @@ async function work(mode: Mode, round: number): Promise<number | undefined> {
   const w = await startWatch(`round${round}`);
   await sleep(1000);
   const ticks0 = treeTicks(w.proc.pid);
+  const seen = trackBpftrace(w.proc.pid);
   const res = await runCmd([prog.path, "work"], 300, what);
   const ticks1 = treeTicks(w.proc.pid);
+  const sessions = seen.stop();
+  if (sessions > 1) notes.push(`${what}: watch ran ${sessions} bpftrace processes during the work (a rebuild: a new Go binary appeared on the host)`);
   watchCpuMs.push(((ticks1 - ticks0) * 1000) / CLK_TCK);
   await stopWatch(w, `round ${round}`);
   const r = parseWork(res.stdout, what);
@@ -263,23 +298,26 @@ try {
 
   if (!flags.has("skip-idle")) {
     const idle = async (label: string) => {
-      const rows: Array<{ readyMs?: number; armedMs?: number; goProcs?: number; cpuPct: number; rss: ReturnType<typeof treeRss> }> = [];
+      const rows: Array<{ readyMs?: number; armedMs?: number; goProcs?: number; cpuPct: number; rss: ReturnType<typeof treeRss>; sessions: number; foreign: number }> = [];
       for (let rep = 1; rep <= idleReps; rep++) {
         const w = await startWatch(`${label}-${rep}`);
         const rssAtReady = treeRss(w.proc.pid);
         await sleep(3000);
         const t0 = wallMs();
         const k0 = treeTicks(w.proc.pid);
+        const seen = trackBpftrace(w.proc.pid);
         await sleep(idleSeconds * 1000);
         const k1 = treeTicks(w.proc.pid);
+        const sessions = seen.stop();
         const cpuPct = (((k1 - k0) / CLK_TCK) * 1000 * 100) / (wallMs() - t0);
         const rss = treeRss(w.proc.pid);
-        await stopWatch(w, `${label} ${rep}`);
-        const r = { readyMs: w.readyAfterMs, armedMs: w.ready?.armed_ms as number | undefined, goProcs: w.ready?.go_processes as number | undefined, cpuPct, rss };
+        const { foreign } = await stopWatch(w, `${label} ${rep}`);
+        const r = { readyMs: w.readyAfterMs, armedMs: w.ready?.armed_ms as number | undefined, goProcs: w.ready?.go_processes as number | undefined, cpuPct, rss, sessions, foreign };
         rows.push(r);
         console.log(
           `  ${label} rep ${rep}: spawn→ready ${fmt(r.readyMs)} ms, armed_ms ${fmt(r.armedMs)}, go_processes ${r.goProcs ?? "-"}, idle CPU ${fmt(cpuPct, 2)}% of a core, ` +
-            `RSS oomprof ${fmt(rss.oomprofKiB / 1024, 1)} MiB + bpftrace ${fmt(rss.bpftraceKiB / 1024, 1)} MiB (at ready: ${fmt(rssAtReady.oomprofKiB / 1024, 1)} + ${fmt(rssAtReady.bpftraceKiB / 1024, 1)})`,
+            `RSS oomprof ${fmt(rss.oomprofKiB / 1024, 1)} MiB + bpftrace ${fmt(rss.bpftraceKiB / 1024, 1)} MiB (at ready: ${fmt(rssAtReady.oomprofKiB / 1024, 1)} + ${fmt(rssAtReady.bpftraceKiB / 1024, 1)}), ` +
+            `bpftrace processes in the window ${sessions}, events about other processes ${foreign}`,
         );
         await sleep(500);
       }
@@ -292,6 +330,7 @@ try {
         fmtStats(rows.map((r) => r.rss.oomprofKiB / 1024), 1),
         fmtStats(rows.map((r) => r.rss.bpftraceKiB / 1024), 1),
         fmtStats(rows.map((r) => (r.rss.oomprofKiB + r.rss.bpftraceKiB + r.rss.otherKiB) / 1024), 1),
+        rows.map((r) => `${r.sessions}`).join("/"),
       ];
     };
     console.log(`idle watch: ${idleReps} reps, CPU over ${idleSeconds} s after ready + 3 s`);
@@ -304,7 +343,7 @@ try {
     await sleep(1000);
     rows.push(await idle(`${up} idle Go processes`));
     await stopSleepers();
-    const t2 = table(["host", "go_processes", "spawn→ready ms", "armed_ms", "idle CPU % of a core", "RSS oomprof MiB", "RSS bpftrace MiB", "RSS total MiB"], rows);
+    const t2 = table(["host", "go_processes", "spawn→ready ms", "armed_ms", "idle CPU % of a core", "RSS oomprof MiB", "RSS bpftrace MiB", "RSS total MiB", "bpftraces seen"], rows);
     out.push(`== idle oomprof watch (median [min–max] of ${idleReps}; CPU over ${idleSeconds} s; ${prog.goVersion} idle copies of one binary)\n${t2}`);
   }
 } finally {
@@ -312,6 +351,7 @@ try {
 }
 
 console.log(`\n${out.join("\n\n")}`);
+if (notes.length) console.log(`\nnotes (other activity on the host during the measurements):\n${notes.map((n) => `  ${n}`).join("\n")}`);
 if (problems.length) {
   console.log(`\nproblems:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   process.exitCode = 1;

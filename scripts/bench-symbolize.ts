@@ -7,6 +7,7 @@
  */
 import { GoSymbolizer } from "../src/symbolize/pclntab.ts";
 import { ElfFile } from "../src/target/elf.ts";
+import { prng } from "../test/helpers/prng.ts";
 
 const DEFAULT_BINARY = "/usr/lib/go-1.19/pkg/tool/linux_amd64/compile";
 
@@ -15,17 +16,6 @@ const pcsFlag = args.indexOf("--pcs");
 const pcCount = pcsFlag >= 0 ? Number(args.splice(pcsFlag, 2)[1]) : 10_000;
 const binary = args[0] ?? DEFAULT_BINARY;
 
-/** mulberry32: small deterministic PRNG, so runs are comparable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ms = (t0: number) => (performance.now() - t0).toFixed(1);
 

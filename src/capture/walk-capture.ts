@@ -10,8 +10,8 @@ export interface CapturedBucket {
   counts: number[];
 }
 
-/** Everything the probes reported about one killed process. */
-export interface ProcessCapture {
+/** What the probes said about one process, apart from its buckets. */
+interface ProcessFacts {
   pid: number;
   /** Go's own fatal out-of-memory message, when that is how it died. */
   runtimeOom?: string;
@@ -19,13 +19,17 @@ export interface ProcessCapture {
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;
   header?: WalkHeaderRecord;
+  walkEnded: boolean;
+  exited: boolean;
+}
+
+/** Everything the probes reported about one killed process. */
+export interface ProcessCapture extends ProcessFacts {
   buckets: CapturedBucket[];
   /** Every bucket on the list from head to the end was seen, each with its whole stack. */
   complete: boolean;
   /** Why the capture is incomplete, if it is. */
   gaps: string[];
-  walkEnded: boolean;
-  exited: boolean;
 }
 
 /**
@@ -127,19 +131,8 @@ export class CaptureAssembler {
       if (missingStacks) gaps.push(`${missingStacks} buckets have partial stacks`);
       if (!missingCounters && at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
     }
-    return {
-      pid,
-      runtimeOom: s.runtimeOom,
-      victim: s.victim,
-      trigger: s.trigger,
-      oomKillProcess: s.oomKillProcess,
-      header: s.header,
-      buckets,
-      complete: gaps.length === 0,
-      gaps,
-      walkEnded: s.walkEnded,
-      exited: s.exited,
-    };
+    const { counters: _counters, stacks: _stacks, ...facts } = s;
+    return { ...facts, buckets, complete: gaps.length === 0, gaps };
   }
 
   private state(pid: number): ProcessState {
@@ -152,17 +145,9 @@ export class CaptureAssembler {
   }
 }
 
-interface ProcessState {
-  pid: number;
-  runtimeOom?: string;
-  victim?: VictimRecord;
-  trigger?: TriggerRecord;
-  oomKillProcess?: OomKillProcessRecord;
-  header?: WalkHeaderRecord;
+interface ProcessState extends ProcessFacts {
   counters: Map<number, CounterRecord>;
   stacks: Map<number, number[]>;
-  walkEnded: boolean;
-  exited: boolean;
 }
 
 /** Stack lines arrive 8 frames at a time, so a lost line leaves a hole (which Array.some would skip). */

@@ -22,6 +22,12 @@ function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>
   return r.data;
 }
 
+/** --quiet and --verbose mean the same on every command. */
+function setLogLevel(opts: Record<string, unknown>): void {
+  if (opts.verbose) log.setLevel("verbose");
+  if (opts.quiet) log.setLevel("quiet");
+}
+
 /** cac reads a lone "-" as a flag, so `--events -` is passed on as `--events=-`. */
 function joinDashValues(argv: string[]): string[] {
   const out: string[] = [];
@@ -50,8 +56,7 @@ async function main(): Promise<number> {
     .option("--verbose", "More detail on stderr")
     .example("sudo oomprof run --limit 256M --out /var/tmp/oom --events - -- ./mygoapp --flag")
     .action((opts: Record<string, unknown>) => {
-      if (opts.verbose) log.setLevel("verbose");
-      if (opts.quiet) log.setLevel("quiet");
+      setLogLevel(opts);
       const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
       pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet, rate: opts.rate }));
     });
@@ -76,8 +81,7 @@ async function main(): Promise<number> {
     .option("--hold-new-binaries", "Stop the first process of each new executable until it is read (no unprofiled window for new Go binaries)")
     .example("sudo oomprof watch --out /var/lib/oomprof --events /var/log/oomprof.ndjson")
     .action((opts: Record<string, unknown>) => {
-      if (opts.verbose) log.setLevel("verbose");
-      if (opts.quiet) log.setLevel("quiet");
+      setLogLevel(opts);
       pending = watchCommand(flagsOf(WatchFlags, { out: opts.out, events: opts.events, quiet: opts.quiet, holdNewBinaries: opts.holdNewBinaries }));
     });
 

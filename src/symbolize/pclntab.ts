@@ -1,6 +1,7 @@
 import { BadBinaryError } from "../errors.ts";
 import { PT_LOAD, type ElfFile } from "../target/elf.ts";
 import { findGofunc, locatePclntab, type PclntabHeader, type PclntabLayout, type Region } from "./pclntab-layout.ts";
+import type { SourceFrame } from "./types.ts";
 
 /**
  * Self-contained Go symbolization from the binary's own pc/line table
@@ -13,14 +14,7 @@ import { findGofunc, locatePclntab, type PclntabHeader, type PclntabLayout, type
  * BadBinaryError, or yields fewer frames for the affected PCs.
  */
 
-export interface SourceFrame {
-  function: string;
-  file: string;
-  line: number;
-  /** Line of the `func` keyword; only recorded by Go 1.20+. */
-  startLine?: number;
-  inlined: boolean;
-}
+export type { SourceFrame } from "./types.ts";
 
 // PCDATA and FUNCDATA table indexes (runtime/symtab.go, internal/abi).
 const PCDATA_INL_TREE_INDEX = 2;

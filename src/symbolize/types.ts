@@ -3,6 +3,7 @@ export interface SourceFrame {
   function: string;
   file: string;
   line: number;
+  /** Line of the `func` keyword; only recorded by Go 1.20+. */
   startLine?: number;
   inlined: boolean;
 }

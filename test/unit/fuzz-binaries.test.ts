@@ -6,6 +6,7 @@ import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer, UNEXPECTED_PARSE_ERROR } from "../../src/symbolize/pclntab.ts";
 import { readBuildInfo } from "../../src/target/buildinfo.ts";
 import { ElfFile } from "../../src/target/elf.ts";
+import { prng } from "../helpers/prng.ts";
 
 /**
  * Feeds truncated and bit-flipped copies of a real Go binary to ElfFile,
@@ -47,17 +48,6 @@ func main() {
 const DEADLINE_MS = 20_000;
 const BIT_FLIP_CASES = 2000;
 
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Target {
   name: string;

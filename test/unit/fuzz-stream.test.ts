@@ -3,20 +3,11 @@ import { readFileSync } from "node:fs";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
+import { prng } from "../helpers/prng.ts";
 
 // Mutated copies of a real stream: the parsers may reject a line, but only with a plain
 // Error, and the assembler must never crash or loop on whatever gets through.
 const lines = readFileSync(new URL("../fixtures/leaker-go1.19-bpftrace0.17.ndjson", import.meta.url), "utf8").trim().split("\n");
-
-function rng(seed: number) {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 function mutate(line: string, r: () => number): string {
   const chars = [...line];
@@ -34,7 +25,7 @@ function mutate(line: string, r: () => number): string {
 
 describe("fuzzing the bpftrace stream parsers", () => {
   test("mutated lines never escape as anything but a rejected line", () => {
-    const r = rng(20261126);
+    const r = prng(20261126);
     const deadline = performance.now() + 10_000;
     let parsed = 0;
     let rejected = 0;
