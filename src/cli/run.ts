@@ -92,7 +92,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   requireRoot();
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
-  if (!target) log.verbose(`${why}; following its execs for a Go program`);
+  if (!target) log.warn(`${why}: no heap profile unless it runs a Go program (oomprof follows what it execs); kills are reported either way`);
 
   const host = await detectBpftrace();
   let cgroup: MemoryCgroup | undefined;

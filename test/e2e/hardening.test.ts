@@ -143,3 +143,23 @@ describe("faults", () => {
     }
   });
 });
+
+describe("a full disk", () => {
+  test("no truncated profile is left behind, and the event says why there is none", async () => {
+    const dir = tempDir();
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]).exitCode).toBe(0);
+    try {
+      Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(dir, "fill")}`, "bs=4k"], { stderr: "ignore" });
+      const leaker = await buildGoProgram("leaker");
+      const r = await runOomprof(["run", "--limit", "96M", "--out", dir, "--events", "-", "--", leaker]);
+      expect(r.status).toBe(137);
+      const kill = r.events.find((e) => e.event === "oom_kill");
+      if (kill?.event !== "oom_kill") throw new Error(r.stderr);
+      expect(kill.profile).toBeNull();
+      expect(kill.reason).toContain("ENOSPC");
+      expect(readdirSync(dir)).toEqual(["fill"]);
+    } finally {
+      Bun.spawnSync(["umount", dir]);
+    }
+  });
+});

@@ -1,0 +1,30 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { copyFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { buildGoProgram } from "../helpers/go.ts";
+import { runOomprof, tempDir } from "../helpers/oomprof.ts";
+
+setDefaultTimeout(300_000);
+
+// Every toolchain the archives give here (OOMPROF_GO_LIST; scripts/test fills it in):
+// the capture works, and the profile names its frames with the binary gone.
+const toolchains = (process.env.OOMPROF_GO_LIST ?? process.env.OOMPROF_GO ?? "go").split(":").filter(Boolean);
+
+describe.each(toolchains)("a leaker built by %s", (go) => {
+  test("is captured at its OOM kill, and pprof names file:line and inlined frames with the binary deleted", async () => {
+    const dir = tempDir();
+    const leaker = join(dir, "leaker");
+    copyFileSync(await buildGoProgram("leaker", { go }), leaker);
+    const r = await runOomprof(["run", "--limit", "96M", "--out", dir, "--events", "-", "--", leaker]);
+    expect(r.status).toBe(137);
+    const kill = r.events.find((e) => e.event === "oom_kill");
+    if (kill?.event !== "oom_kill") throw new Error(r.stderr);
+    expect(kill.complete).toBe(true);
+    rmSync(leaker);
+    // The host's go tool reads the profile; the binary is gone.
+    const p = Bun.spawnSync([process.env.OOMPROF_GO ?? "go", "tool", "pprof", "-top", "-lines", "-nodecount=50", kill.profile!], { stderr: "pipe" });
+    const top = p.stdout.toString();
+    expect(top).toMatch(/main\.leakStep .*leaker\/main\.go:\d+/);
+    expect(top).toMatch(/main\.scratch .*leaker\/main\.go:\d+ \(inline\)/);
+  });
+});
