@@ -188,6 +188,8 @@ export interface ProcStat {
   ppid: number;
   /** utime + stime, clock ticks. */
   cpuTicks: number;
+  /** cutime + cstime: CPU of children it has waited for, clock ticks. */
+  childTicks: number;
 }
 
 export function procStat(pid: number): ProcStat | undefined {
@@ -200,8 +202,8 @@ export function procStat(pid: number): ProcStat | undefined {
   const close = s.lastIndexOf(")");
   const comm = s.slice(s.indexOf("(") + 1, close);
   const f = s.slice(close + 2).split(" ");
-  // f[0] is field 3 (state); utime is field 14, stime field 15.
-  return { pid, comm, state: f[0]!, ppid: Number(f[1]), cpuTicks: Number(f[11]) + Number(f[12]) };
+  // f[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
+  return { pid, comm, state: f[0]!, ppid: Number(f[1]), cpuTicks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) };
 }
 
 /** VmRSS in KiB, or 0 when the process is gone. */

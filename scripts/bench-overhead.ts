@@ -170,12 +170,17 @@ async function stopWatch(w: Watch, tag: string): Promise<{ foreign: number }> {
 }
 
 /** oomprof's processes under a timeout wrapper: everything but the wrapper and our Go programs. */
-function oomprofTree(rootPid: number): Array<{ pid: number; comm: string; cpuTicks: number }> {
+function oomprofTree(rootPid: number): ReturnType<typeof processTree> {
   return processTree(rootPid).filter((p) => p.pid !== rootPid && p.comm !== "overhead");
 }
 
+/**
+ * CPU ticks of oomprof and everything it runs: each live process's own time plus what
+ * it has reaped (a bpftrace replaced by a rebuild moves into oomprof's cutime/cstime),
+ * so every tick is counted once however processes come and go.
+ */
 function treeTicks(rootPid: number): number {
-  return oomprofTree(rootPid).reduce((s, p) => s + p.cpuTicks, 0);
+  return oomprofTree(rootPid).reduce((s, p) => s + p.cpuTicks + p.childTicks, 0);
 }
 
 function treeRss(rootPid: number): { oomprofKiB: number; bpftraceKiB: number; otherKiB: number } {

@@ -51,6 +51,7 @@ async function main(): Promise<number> {
     .option("--limit <size>", "Run it in a fresh memory cgroup with this limit (256M, 1G, ...)")
     .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
     .option("--events <path>", "Write NDJSON events to this file, or - for stdout (the child's stdout then goes to stderr)")
+    .option("--upload <url>", "Also send each profile to Pyroscope (http://host:4040) or Parca (parca+http://host:7070)")
     .option("--rate <size>", "MemProfileRate to turn on in a binary built without memory profiling (default 512K)")
     .option("--quiet", "Only warnings and errors on stderr")
     .option("--verbose", "More detail on stderr")
@@ -58,7 +59,7 @@ async function main(): Promise<number> {
     .action((opts: Record<string, unknown>) => {
       setLogLevel(opts);
       const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
-      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet, rate: opts.rate }));
+      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet, rate: opts.rate, upload: opts.upload }));
     });
 
   cli
@@ -78,11 +79,12 @@ async function main(): Promise<number> {
     .option("--events <path>", "Write NDJSON events to this file, or - for stdout")
     .option("--quiet", "Only warnings and errors on stderr")
     .option("--verbose", "More detail on stderr")
+    .option("--upload <url>", "Also send each profile to Pyroscope (http://host:4040) or Parca (parca+http://host:7070)")
     .option("--hold-new-binaries", "Stop the first process of each new executable until it is read (no unprofiled window for new Go binaries)")
     .example("sudo oomprof watch --out /var/lib/oomprof --events /var/log/oomprof.ndjson")
     .action((opts: Record<string, unknown>) => {
       setLogLevel(opts);
-      pending = watchCommand(flagsOf(WatchFlags, { out: opts.out, events: opts.events, quiet: opts.quiet, holdNewBinaries: opts.holdNewBinaries }));
+      pending = watchCommand(flagsOf(WatchFlags, { out: opts.out, events: opts.events, quiet: opts.quiet, holdNewBinaries: opts.holdNewBinaries, upload: opts.upload }));
     });
 
   cli

@@ -12,6 +12,7 @@ import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
+import { parseUploadUrl } from "../output/upload.ts";
 import { SizeSchema, sizeSchema } from "./sizes.ts";
 import { log } from "./log.ts";
 
@@ -20,6 +21,8 @@ export const RunFlags = z.object({
   out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
   events: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
+  /** Send each profile to a Pyroscope or Parca server too (src/output/upload.ts). */
+  upload: z.string().min(1).transform((u) => parseUploadUrl(u)).optional(),
   /** MemProfileRate to switch on in a binary whose memory profiling is off. */
   rate: sizeSchema(1, "1").default(512 * 1024),
 });
@@ -92,9 +95,10 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
   requireRoot();
   const outDir = prepareOutDir(flags.out);
   const events = new EventWriter(flags.events);
-  if (!target) log.warn(`${why}: no heap profile unless it runs a Go program (oomprof follows what it execs); kills are reported either way`);
 
   const host = await detectBpftrace();
+  // After every check that can fail, so an error stays the only line.
+  if (!target) log.warn(`${why}: no heap profile unless it runs a Go program (oomprof follows what it execs); kills are reported either way`);
   let cgroup: MemoryCgroup | undefined;
   let sessions: ProbeSessions | undefined;
   let wake: (() => void) | undefined;
@@ -151,6 +155,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       events,
       outDir,
       quiet: flags.quiet,
+      upload: flags.upload,
       mirror,
       placement: () => ({ cgroup: cgroupName, limitBytes: cgroup?.limitBytes ?? null }),
       fallback: (pid) => (pid === child.pid ? { target, why } : {}),
@@ -210,6 +215,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     }
     await Promise.all(pendingReports);
     for (const pid of ours()) reporter.report(pid);
+    await reporter.flushUploads();
     events.emit({ event: "exit", time: nowIso(), pid: child.pid, status, signal: child.signalCode ? String(child.signalCode) : null });
     return status;
   } finally {

@@ -5,6 +5,7 @@ import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { processCgroup } from "../cgroup/memory-cgroup.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
+import { parseUploadUrl } from "../output/upload.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
 import type { GoTarget } from "../target/go-target.ts";
@@ -17,6 +18,8 @@ export const WatchFlags = z.object({
   out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
   events: z.string().min(1).optional(),
   quiet: z.boolean().default(false),
+  /** Send each profile to a Pyroscope or Parca server too (src/output/upload.ts). */
+  upload: z.string().min(1).transform((u) => parseUploadUrl(u)).optional(),
   holdNewBinaries: z.boolean().default(false),
 });
 export type WatchFlags = z.infer<typeof WatchFlags>;
@@ -135,6 +138,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     events,
     outDir,
     quiet: flags.quiet,
+    upload: flags.upload,
     mirror,
     placement: (pid) => ({ cgroup: cgroups.get(pid) ?? null, limitBytes: null }),
     fallback: (pid) => {
@@ -171,6 +175,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   clearInterval(settle);
   mirror.stop();
   for (const pid of pending.keys()) reporter.report(pid);
+  await reporter.flushUploads();
   await sessions.stop();
   events.close();
   if (!flags.quiet) log.info("stopped");

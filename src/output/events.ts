@@ -87,9 +87,20 @@ export const SnapshotEvent = z.object({
   top: z.array(z.object({ function: z.string(), inuse_bytes: z.number(), share: z.number() })),
 });
 
+export const UploadEvent = z.object({
+  event: z.literal("upload"),
+  time,
+  pid: z.number().int(),
+  profile: z.string(),
+  url: z.string().describe("where it went, credentials removed"),
+  ok: z.boolean(),
+  attempts: z.number().int(),
+  error: z.string().nullable(),
+});
+
 export const WarningEvent = z.object({ event: z.literal("warning"), time, message: z.string() });
 
-export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ReadyEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, WarningEvent]);
+export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ReadyEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, UploadEvent, WarningEvent]);
 export type OomprofEvent = z.infer<typeof OomprofEvent>;
 export type KillEvent = z.infer<typeof KillEvent>;
 

@@ -3,7 +3,10 @@ import type { ProbeSessions } from "../capture/probe-sessions.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import type { GoTarget } from "../target/go-target.ts";
-import type { EventWriter, KillEvent } from "./events.ts";
+import { readFileSync } from "node:fs";
+import { log } from "../cli/log.ts";
+import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
+import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload.ts";
 import { reportKill } from "./report-kill.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
 
@@ -15,6 +18,8 @@ export interface KillReporterOptions {
   mirror?: LiveMirror;
   /** Where the process ran and the limit, when oomprof knows. */
   placement(pid: number): { cgroup: string | null; limitBytes: number | null };
+  /** Where to send each profile (--upload); it stays on disk either way. */
+  upload?: UploadTarget;
   /** A target known by other means (run's command), and why there is none. */
   fallback?(pid: number): { target?: GoTarget; why?: string; exe?: string };
 }
@@ -25,6 +30,7 @@ export interface KillReporterOptions {
  */
 export class KillReporter {
   private reported = new Set<number>();
+  private uploads: Array<Promise<void>> = [];
   private symbolizers = new Map<GoTarget, Symbolizer | undefined>();
   private style = terminalStyle(process.stderr);
   bpftraceLost: string | undefined;
@@ -58,9 +64,31 @@ export class KillReporter {
     });
     this.o.events.emit(event);
     if (!this.o.quiet) process.stderr.write(renderKillSummary(event, sites, this.style));
+    if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
     sessions.assembler.forget(pid);
     sessions.firstSeenMs.delete(pid);
     return event;
+  }
+
+  /** Resolves once every upload started so far has finished (or given up). */
+  async flushUploads(): Promise<void> {
+    await Promise.all(this.uploads);
+  }
+
+  private async send(target: UploadTarget, event: KillEvent): Promise<void> {
+    const profile = event.profile!;
+    const now = Date.now() / 1000;
+    const result = await uploadProfile(target, new Uint8Array(readFileSync(profile)), {
+      appName: defaultAppName(event.comm),
+      pid: event.pid,
+      comm: event.comm,
+      startSec: now - 10,
+      endSec: now,
+      labels: { reason: event.event },
+    });
+    const url = redactUrl(target.url);
+    if (!result.ok) log.warn(`upload of ${profile} to ${url} failed after ${result.attempts} attempts (${result.error}); the profile stays on disk`);
+    this.o.events.emit({ event: "upload", time: nowIso(), pid: event.pid, profile, url, ok: result.ok, attempts: result.attempts, error: result.ok ? null : (result.error ?? "failed") });
   }
 
   private placementOf(pid: number): { cgroup: string | null; limitBytes: number | null } {
