@@ -2,6 +2,7 @@
 import { cac } from "cac";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
+import { findBpftrace, parseBpftraceVersion } from "../probes/bpftrace-host.ts";
 import { VERSION } from "../version.ts";
 import { log } from "./log.ts";
 import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
@@ -22,10 +23,25 @@ function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>
   return r.data;
 }
 
-/** --quiet and --verbose mean the same on every command. */
+/** --quiet, --verbose and --log-format mean the same on every command. */
 function setLogLevel(opts: Record<string, unknown>): void {
   if (opts.verbose) log.setLevel("verbose");
   if (opts.quiet) log.setLevel("quiet");
+  if (opts.logFormat !== undefined && opts.logFormat !== "text" && opts.logFormat !== "json") {
+    throw new UserError(`--log-format: use text or json, not ${JSON.stringify(opts.logFormat)}`, 2);
+  }
+  log.setJson(opts.logFormat === "json");
+}
+
+/** `--version` names the bpftrace oomprof would use, since that decides what it can do. */
+function versionLine(): string {
+  try {
+    const path = findBpftrace();
+    const out = Bun.spawnSync([path, "--version"], { stdout: "pipe" }).stdout.toString();
+    return `oomprof ${VERSION} (bpftrace ${parseBpftraceVersion(out).text} at ${path})`;
+  } catch {
+    return `oomprof ${VERSION} (no usable bpftrace found)`;
+  }
 }
 
 /** cac reads a lone "-" as a flag, so `--events -` is passed on as `--events=-`. */
@@ -55,6 +71,7 @@ async function main(): Promise<number> {
     .option("--rate <size>", "MemProfileRate to turn on in a binary built without memory profiling (default 512K)")
     .option("--quiet", "Only warnings and errors on stderr")
     .option("--verbose", "More detail on stderr")
+    .option("--log-format <fmt>", "text (default) or json: one JSON object a line on stderr")
     .example("sudo oomprof run --limit 256M --out /var/tmp/oom --events - -- ./mygoapp --flag")
     .action((opts: Record<string, unknown>) => {
       setLogLevel(opts);
@@ -79,6 +96,7 @@ async function main(): Promise<number> {
     .option("--events <path>", "Write NDJSON events to this file, or - for stdout")
     .option("--quiet", "Only warnings and errors on stderr")
     .option("--verbose", "More detail on stderr")
+    .option("--log-format <fmt>", "text (default) or json: one JSON object a line on stderr")
     .option("--upload <url>", "Also send each profile to Pyroscope (http://host:4040) or Parca (parca+http://host:7070)")
     .option("--hold-new-binaries", "Stop the first process of each new executable until it is read (no unprofiled window for new Go binaries)")
     .example("sudo oomprof watch --out /var/lib/oomprof --events /var/log/oomprof.ndjson")
@@ -113,9 +131,12 @@ async function main(): Promise<number> {
     });
 
   cli.help();
-  cli.version(VERSION);
+  if (process.argv.includes("--version") || process.argv.includes("-v")) {
+    process.stdout.write(`${versionLine()}\n`);
+    return 0;
+  }
   cli.parse(joinDashValues(process.argv), { run: false });
-  if (cli.options.help || cli.options.version) {
+  if (cli.options.help) {
     cli.runMatchedCommand();
     return 0;
   }

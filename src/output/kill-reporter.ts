@@ -63,7 +63,7 @@ export class KillReporter {
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
     });
     this.o.events.emit(event);
-    if (!this.o.quiet) process.stderr.write(renderKillSummary(event, sites, this.style));
+    if (!this.o.quiet && !log.json) process.stderr.write(renderKillSummary(event, sites, this.style));
     if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
     sessions.assembler.forget(pid);
     sessions.firstSeenMs.delete(pid);

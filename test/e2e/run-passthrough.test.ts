@@ -53,3 +53,25 @@ describe("oomprof run passes the child through untouched", () => {
     expect(r.stderr).toContain("--limit");
   });
 });
+
+describe("conventions", () => {
+  test("--version names the bpftrace it found", async () => {
+    const r = await runOomprof(["--version"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^oomprof \d+\.\d+\.\d+ \(bpftrace \d+\.\d+\.\d+ at \S+\)/);
+  });
+
+  test("--log-format json: every stderr line oomprof writes is a JSON object", async () => {
+    const r = await runOomprof(["run", "--log-format", "json", "--out", tempDir(), "--", "true"]);
+    expect(r.status).toBe(0);
+    const lines = r.stderr.trim().split("\n").filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(JSON.parse(l)).toHaveProperty("level");
+  });
+
+  test.each(["run", "watch", "snapshot", "report", "doctor", "probes"])("%s --help shows an example", async (cmd) => {
+    const r = await runOomprof([cmd, "--help"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("Examples:");
+  });
+});
