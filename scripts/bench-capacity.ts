@@ -14,7 +14,7 @@
  * 500,3000,11000,40000,60000,100000.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   BENCH_DIR,
   IN_DEBIAN13,
@@ -131,8 +131,10 @@ for (const env of envs) {
   const lists = { host: flags.get("host-n"), debian13: flags.get("debian13-n") };
   const ns = intList(lists[env], isNewWalk(bt) ? NEW_N : OLD_N, `--${env}-n`);
   const prog = inRoot ? buildDebian13Go("manystacks") : buildHostGo("manystacks");
-  const oomprof = inRoot ? [distBinary()] : oomprofArgv(flags.get("bin"));
-  if (inRoot) oomprofArgv(); // only for its staleness warning
+  // In the root: a compiled oomprof (bun is not there): --bin/$OOMPROF_BIN if given (it must
+  // be under the repository, which is what the root sees), else a copy of dist/oomprof.
+  const explicit = flags.get("bin") ?? process.env.OOMPROF_BIN;
+  const oomprof = inRoot ? [explicit ? resolve(explicit) : distBinary()] : oomprofArgv(flags.get("bin"));
   const title = `${env}: bpftrace ${bt}, ${prog.goVersion}, oomprof run --limit ${limit}, ${repeat} run(s) per N`;
   console.log(`== ${title}`);
   console.log(`command: STACKS=N timeout -k 10 ${timeoutS} ${inRoot ? "scripts/in-debian13 -- " : ""}${describeArgv(oomprof)} run --limit ${limit} --out DIR/out --events DIR/events.ndjson -- ${describeArgv([prog.path])}`);
@@ -169,5 +171,9 @@ for (const env of envs) {
   output.push(`== ${title}\n${t}${problems.length ? `\nproblems:\n${problems.map((p) => `  ${p}`).join("\n")}` : ""}`);
 }
 console.log(`\n${output.join("\n\n")}`);
-console.log("\npresent: buckets runtime.MemProfile reported before leaking; captured: the oom_kill event's buckets (also counts the leak's own bucket and any runtime allocation after the count).");
+console.log("\na/b/c: the distinct values over the runs (each run is listed above the tables).");
+console.log("present: buckets runtime.MemProfile reported before leaking; captured: the oom_kill event's buckets (also counts the leak's own bucket and any runtime allocation after the count).");
 console.log("timings: median [min–max] over the runs; armed_ms = oomprof start → probes attached; capture_ms = first OOM record → profile on disk.");
+
+// Nothing of ours is left running; do not wait for stray handles.
+process.exit(process.exitCode ?? 0);

@@ -4,8 +4,8 @@
  * runs (every child runs under coreutils `timeout`), NDJSON events, /proc readings,
  * and small statistics and tables.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BENCH_DIR = join(ROOT, ".cache", "bench");
@@ -79,20 +79,35 @@ export function oomprofArgv(bin?: string): string[] {
   const explicit = bin ?? process.env.OOMPROF_BIN;
   if (explicit) return [resolve(explicit)];
   const dist = join(ROOT, "dist", "oomprof");
-  if (existsSync(dist)) {
-    const stale = newestSource() > statSync(dist).mtimeMs;
-    if (stale && !warnedStale && (warnedStale = true)) process.stderr.write(`warning: ${dist} is older than src/ or probes/ (run \`bun run build\`, or pass --build)\n`);
-    return [dist];
-  }
+  if (existsSync(dist)) return [distBinary()];
   return [process.execPath, join(ROOT, "src", "cli", "main.ts")];
 }
 
-let warnedStale = false;
+let snapshot: string | undefined;
 
+/**
+ * dist/oomprof, copied once per benchmark to .cache/bench/oomprof-<mtime>/oomprof: others may
+ * rebuild dist/ while a benchmark runs, and every run must use the same binary (and
+ * never exec a half-written one). Inside the repository, so the Debian 13 root sees it.
+ * Warns when dist/oomprof is older than a source file (rebuild with `bun run build`).
+ */
 export function distBinary(): string {
+  if (snapshot) return snapshot;
   const dist = join(ROOT, "dist", "oomprof");
   if (!existsSync(dist)) die(`${dist} is missing: run \`bun run build\` (or pass --build)`);
-  return dist;
+  const st = statSync(dist);
+  if (newestSource() > st.mtimeMs) process.stderr.write(`warning: ${dist} is older than src/ or probes/ (run \`bun run build\`, or pass --build)\n`);
+  mkdirSync(BENCH_DIR, { recursive: true });
+  // Named oomprof (in a directory named for the build) so its comm stays "oomprof".
+  const copy = join(BENCH_DIR, `oomprof-${Math.round(st.mtimeMs)}`, "oomprof");
+  mkdirSync(dirname(copy), { recursive: true });
+  if (!existsSync(copy) || statSync(copy).size !== st.size) {
+    copyFileSync(dist, `${copy}.tmp`);
+    chmodSync(`${copy}.tmp`, 0o755);
+    renameSync(`${copy}.tmp`, copy);
+  }
+  process.stderr.write(`oomprof under test: ${copy} (copy of dist/oomprof built ${new Date(st.mtimeMs).toISOString()})\n`);
+  return (snapshot = copy);
 }
 
 function newestSource(): number {
@@ -303,5 +318,22 @@ export function killPid(pid: number, sig: NodeJS.Signals | number = "SIGTERM"): 
 
 /** Resolves with the exit code, or undefined if it did not exit within ms. */
 export async function exitedWithin(p: { exited: Promise<number> }, ms: number): Promise<number | undefined> {
-  return Promise.race([p.exited, sleep(ms).then(() => undefined)]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)));
+  try {
+    return await Promise.race([p.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Like Promise.race with a timeout, without leaving the timer to keep the process alive. */
+export async function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<T>((r) => (timer = setTimeout(() => r(fallback), ms)));
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

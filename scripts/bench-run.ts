@@ -5,7 +5,8 @@
  *   bun scripts/bench-run.ts [--runs R] [--bin PATH] [--limit 128M] [--timeout S] [--keep]
  *
  * R defaults to $BENCH_RUNS, else 5. The oomprof under test: --bin, $OOMPROF_BIN,
- * dist/oomprof if present, else `bun src/cli/main.ts`.
+ * a copy of dist/oomprof if present (.cache/bench/oomprof-<mtime>/oomprof, so a rebuild
+ * of dist/ by someone else meanwhile changes nothing), else `bun src/cli/main.ts`.
  *
  * Per run, from oomprof's events:
  *   armed_ms     oomprof's own start → probes attached (armed event)
@@ -20,6 +21,9 @@
  *   dead→event   the child turning zombie or vanishing → the oom_kill event's time
  *   event→exit   oom_kill event time → exit event time (the exit event is written
  *                after the report, so it is not the child's death time)
+ * The poller shares the CPUs with the dying child and oomprof: when it stalls, it sees the
+ * kill and the death in the same pass (kill→dead 0), so the external figures are
+ * approximate (±15 ms on a 2-CPU machine); capture_ms is oomprof's own clock.
  */
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +34,7 @@ import {
   describeArgv,
   eventTimeMs,
   exitedWithin,
+  within,
   fmt,
   intFlag,
   killPid,
@@ -124,7 +129,7 @@ async function oneRun(i: number): Promise<RunResult> {
   const status = (await exitedWithin(p, (timeoutS + 10) * 1000)) ?? (killPid(p.pid, "SIGKILL"), undefined);
   const tEnd = wallMs();
   done = true;
-  await Promise.race([Promise.all([readStdout, poll]), sleep(2000)]);
+  await within(Promise.all([readStdout, poll]).then(() => undefined), 2000, undefined);
 
   const events = readEvents(evPath);
   const armed = events.find((e) => e.event === "armed");
@@ -214,3 +219,6 @@ if (bad.length) {
   for (const r of bad) console.log(`  run ${r.run}: ${r.problem}`);
   process.exitCode = 1;
 }
+
+// Nothing of ours is left running; do not wait for stray handles.
+process.exit(process.exitCode ?? 0);

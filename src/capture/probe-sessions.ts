@@ -125,7 +125,10 @@ export class ProbeSessions {
    */
   ensureCapacity(buckets: number): void {
     if (buckets <= this.capacity || this.growing) return;
-    this.expectedBuckets = Math.ceil(buckets * 1.5);
+    const expected = Math.ceil(buckets * 1.5);
+    // At the size cap a restart would buy nothing.
+    if (bufferPages(this.host.version, expected) <= this.pages) return;
+    this.expectedBuckets = expected;
     this.growing = true;
     this.rebuild = this.rebuild
       .then(() => this.launch())
@@ -175,8 +178,7 @@ export class ProbeSessions {
   }
 
   private async launchOnce(): Promise<number> {
-    const limits = { ...WHILE_DEFAULTS, ...this.limits };
-    const pages = bufferPages(this.host.version, this.expectedBuckets, limits);
+    const pages = bufferPages(this.host.version, this.expectedBuckets);
     const script = generateScript({
       host: this.host,
       targets: this.targets,

@@ -34,6 +34,7 @@ export type RunFlags = z.infer<typeof RunFlags>;
  * seconds), and never past DRAIN_MAX_MS.
  */
 const DRAIN_IDLE_MS = 1500;
+const EXIT_QUIET_MS = 300;
 const DRAIN_MAX_MS = 60_000;
 
 export function requireRoot(): void {
@@ -199,7 +200,10 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const settled = (pid: number) => {
       const c = assembler.capture(pid, mirror.buckets(pid));
       if (!c.victim && !c.header) return true;
-      if (c.exited || (c.walkEnded && c.complete)) return true;
+      if (c.walkEnded && c.complete) return true;
+      // The exit marker can be read before another CPU's buffer (bpftrace < 0.19 has one
+      // per CPU): once the process is gone, wait for the stream to go quiet briefly.
+      if (c.exited && performance.now() - lastRecordAt > EXIT_QUIET_MS) return true;
       // Killed but not a Go program we walk: nothing more will come.
       const walkable = c.header || probeSessions.execs.get(pid)?.target || (pid === child.pid && target);
       return !walkable;

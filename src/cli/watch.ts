@@ -26,6 +26,7 @@ export type WatchFlags = z.infer<typeof WatchFlags>;
 
 /** A capture is reported as it is once nothing new arrived for this long, or at the cap. */
 const DRAIN_IDLE_MS = 1500;
+const EXIT_QUIET_MS = 300;
 const DRAIN_MAX_MS = 60_000;
 /** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
 const NON_GO_SETTLE_MS = 300;
@@ -154,7 +155,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const c = sessions.assembler.capture(pid, mirror.buckets(pid));
       const walkable = c.header !== undefined || walkExpected.has(pid);
       const idle = now - Math.max(since, lastRecordAt) > DRAIN_IDLE_MS;
-      const done = c.exited || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle) || now - since > DRAIN_MAX_MS;
+      // After the exit marker, other CPUs' buffers (bpftrace < 0.19) may still hold lines.
+      const done = (c.exited && now - lastRecordAt > EXIT_QUIET_MS) || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle) || now - since > DRAIN_MAX_MS;
       if (!done) continue;
       reporter.report(pid);
       pending.delete(pid);
