@@ -91,6 +91,9 @@ func main() {
 	n, _ := runtime.MemProfile(nil, true)
 	fmt.Fprintf(os.Stderr, "manystacks: stacks=%d buckets=%d (runtime.MemProfile after two GCs)\n", stacks, n)
 
+	// A service accumulates its stacks over hours; LIVE_MS lets oomprof see them for a
+	// while, as it would there, before the leak kills the process.
+	time.Sleep(time.Duration(envInt("LIVE_MS", 0)) * time.Millisecond)
 	var leaked [][]byte
 	for {
 		leak(leakKiB<<10, &leaked)
