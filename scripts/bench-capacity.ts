@@ -5,11 +5,15 @@
  * the memory cgroup's limit kills it.
  *
  *   bun scripts/bench-capacity.ts [--env host|debian13|all] [--debian13] [--host-n 500,3000]
- *       [--debian13-n 500,3000] [--limit 256M] [--repeat 3] [--timeout 300] [--bin PATH] [--keep]
+ *       [--debian13-n 500,3000] [--limit 256M] [--live-ms MS] [--repeat 3] [--timeout 300] [--bin PATH] [--keep]
  *
  * Environments: host (its bpftrace and `go`, oomprof from --bin/$OOMPROF_BIN/dist/bun),
  * and the Debian 13 root (scripts/in-debian13: bpftrace 0.23, Go 1.24, dist/oomprof),
  * included with --debian13 or when the root exists; --env picks explicitly.
+ * --live-ms (or $LIVE_MS; default 0) is how long manystacks lives with its stacks before it
+ * starts leaking: 0 is the worst case (death right after the stacks appear, before the live
+ * mirror can grow the output buffer); a service that built its stacks over hours is closer
+ * to a large value.
  * Default N: bpftrace < 0.21 (while walk) 500,3000,10000,11000; newer (for-map walk)
  * 500,3000,11000,40000,60000,100000.
  */
@@ -41,7 +45,7 @@ import {
 const { flags } = parseFlags(process.argv.slice(2), ["debian13", "keep"]);
 if (flags.has("help")) {
   console.log(
-    "usage: scripts/bench-capacity [--env host|debian13|all] [--debian13] [--host-n LIST] [--debian13-n LIST] [--limit SIZE] [--repeat R] [--timeout S] [--bin PATH] [--keep]",
+    "usage: scripts/bench-capacity [--env host|debian13|all] [--debian13] [--host-n LIST] [--debian13-n LIST] [--limit SIZE] [--live-ms MS] [--repeat R] [--timeout S] [--bin PATH] [--keep]",
   );
   process.exit(0);
 }
@@ -49,6 +53,9 @@ const limit = flags.get("limit") ?? "256M";
 const repeat = intFlag(flags.get("repeat") ?? process.env.BENCH_REPEAT, 3, "--repeat");
 const timeoutS = intFlag(flags.get("timeout"), 300, "--timeout");
 const keep = flags.has("keep");
+/** manystacks' LIVE_MS: how long it lives with its stacks before leaking (0: leak at once). */
+const liveMs = flags.has("live-ms") ? Number(flags.get("live-ms")) : Number(process.env.LIVE_MS ?? 0);
+if (!Number.isInteger(liveMs) || liveMs < 0) throw new Error(`--live-ms: a number of milliseconds, not ${flags.get("live-ms")}`);
 const envFlag = flags.get("env");
 if (envFlag && !["host", "debian13", "all"].includes(envFlag)) throw new Error(`--env: host, debian13 or all, not ${envFlag}`);
 const rootExists = existsSync(join(TRIXIE_ROOT, "usr/bin/bpftrace"));
@@ -91,7 +98,7 @@ async function runOne(env: "host" | "debian13", oomprof: string[], bin: string, 
   // STACKS reaches the program through oomprof (and in-debian13, which keeps the environment).
   const argv = ["timeout", "-k", "10", String(timeoutS), ...(env === "debian13" ? [IN_DEBIAN13, "--"] : []), ...inner];
   const t0 = wallMs();
-  const p = Bun.spawn(argv, { stdin: "ignore", stdout: Bun.file(join(dir, "stdout.txt")), stderr: Bun.file(errPath), env: { ...process.env, STACKS: String(n) } });
+  const p = Bun.spawn(argv, { stdin: "ignore", stdout: Bun.file(join(dir, "stdout.txt")), stderr: Bun.file(errPath), env: { ...process.env, STACKS: String(n), LIVE_MS: String(liveMs) } });
   const status = (await exitedWithin(p, (timeoutS + 20) * 1000)) ?? (killPid(p.pid, "SIGKILL"), undefined);
   const s: Sample = { n, status, wallMs: wallMs() - t0 };
   const stderr = existsSync(errPath) ? readFileSync(errPath, "utf8") : "";
@@ -135,9 +142,9 @@ for (const env of envs) {
   // be under the repository, which is what the root sees), else a copy of dist/oomprof.
   const explicit = flags.get("bin") ?? process.env.OOMPROF_BIN;
   const oomprof = inRoot ? [explicit ? resolve(explicit) : distBinary()] : oomprofArgv(flags.get("bin"));
-  const title = `${env}: bpftrace ${bt}, ${prog.goVersion}, oomprof run --limit ${limit}, ${repeat} run(s) per N`;
+  const title = `${env}: bpftrace ${bt}, ${prog.goVersion}, oomprof run --limit ${limit}, LIVE_MS=${liveMs}, ${repeat} run(s) per N`;
   console.log(`== ${title}`);
-  console.log(`command: STACKS=N timeout -k 10 ${timeoutS} ${inRoot ? "scripts/in-debian13 -- " : ""}${describeArgv(oomprof)} run --limit ${limit} --out DIR/out --events DIR/events.ndjson -- ${describeArgv([prog.path])}`);
+  console.log(`command: STACKS=N LIVE_MS=${liveMs} timeout -k 10 ${timeoutS} ${inRoot ? "scripts/in-debian13 -- " : ""}${describeArgv(oomprof)} run --limit ${limit} --out DIR/out --events DIR/events.ndjson -- ${describeArgv([prog.path])}`);
   const rows: string[][] = [];
   const problems: string[] = [];
   for (const n of ns) {

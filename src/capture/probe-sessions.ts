@@ -1,7 +1,7 @@
 import { mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { BpftraceHost } from "../probes/bpftrace-host.ts";
+import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
 import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
@@ -35,6 +35,9 @@ export type SessionMode =
   /** watch: hear about every new executable on the host; hold: stop each until it is read. */
   | { kind: "watch"; hold: boolean };
 
+/** How long a replaced bpftrace keeps running, so a walk in progress in it can finish. */
+const RETIRE_GRACE_MS = 5000;
+
 /** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
 const MAX_NON_GO_REMEMBERED = 4096;
 
@@ -52,6 +55,8 @@ export class ProbeSessions {
   readonly firstSeenMs = new Map<number, number>();
   walk = "";
   private current: BpftraceSession | undefined;
+  /** Every bpftrace still running: the current one, retiring ones, one still attaching. */
+  private live = new Set<BpftraceSession>();
   private retiredLost = 0;
   private stopping = false;
   private nonGo = new Map<number, string>();
@@ -60,7 +65,7 @@ export class ProbeSessions {
   private linkDir: string | undefined;
   private limits: Partial<WalkLimits> = {};
   /** Buckets the output buffer is sized for; grown from what the mirror sees. */
-  private expectedBuckets = 20_000;
+  private expectedBuckets: number;
   private capacity = 0;
   private pages = 0;
   private growing = false;
@@ -69,10 +74,17 @@ export class ProbeSessions {
     private host: BpftraceHost,
     private mode: SessionMode,
     private events: ProbeSessionEvents,
-  ) {}
+  ) {
+    // A process can make its stacks and die within a second, before the mirror sees them
+    // and the buffer grows. 0.19+ share one ring buffer, so it starts large (32 MiB, about
+    // 100,000 buckets); 0.17-0.18 have one per CPU, so they start at 20,000 buckets' worth.
+    this.expectedBuckets = versionAtLeast(host.version, 0, 19) ? 90_000 : 20_000;
+  }
 
   get lostEvents(): number {
-    return this.retiredLost + (this.current?.lostEvents ?? 0);
+    let n = this.retiredLost;
+    for (const s of this.live) n += s.lostEvents;
+    return n;
   }
 
   targetById(id: number): GoTarget | undefined {
@@ -85,13 +97,14 @@ export class ProbeSessions {
 
   /** Starts bpftrace with the initial targets and resolves with its probe count once attached. */
   start(initial: GoTarget[]): Promise<number> {
-    for (const t of initial) if (!this.targetByInode(t.inode)) this.targets.push(t);
+    for (const t of initial) if (!this.targetByInode(t.inode) && this.walkable(t)) this.targets.push(t);
     return this.launch();
   }
 
   /** Adds walks for Go binaries found after start, and resolves once they are attached. */
   addTargets(found: GoTarget[]): Promise<void> {
-    const fresh = found.filter((t) => !this.targetByInode(t.inode));
+    for (const t of found) if (!this.walkable(t)) this.events.onTargetAdded?.(t);
+    const fresh = found.filter((t) => this.walkable(t) && !this.targetByInode(t.inode));
     if (!fresh.length) return this.rebuild;
     this.targets.push(...fresh);
     // Serialised: each rebuild carries every target known when it starts.
@@ -105,6 +118,11 @@ export class ProbeSessions {
     return this.rebuild;
   }
 
+  /** watch cannot turn profiling on, so a binary without it has nothing to walk. */
+  private walkable(t: GoTarget): boolean {
+    return this.mode.kind === "run" || !t.memProfilingDisabled;
+  }
+
   /** Starts bpftrace again with every known walk (after it died). */
   restart(): Promise<number> {
     return this.launch();
@@ -113,10 +131,9 @@ export class ProbeSessions {
   stop(): Promise<unknown> {
     this.stopping = true;
     if (this.linkDir) rmSync(this.linkDir, { recursive: true, force: true });
-    const s = this.current;
-    if (!s) return Promise.resolve();
-    s.stop();
-    return Promise.race([s.exited, new Promise((r) => setTimeout(r, 2000))]);
+    const all = [...this.live];
+    for (const s of all) s.stop();
+    return Promise.race([Promise.all(all.map((s) => s.exited)), new Promise((r) => setTimeout(r, 2500))]);
   }
 
   /**
@@ -200,17 +217,26 @@ export class ProbeSessions {
         onHelperError: (msg) => this.events.onVerbose?.(`bpftrace helper error: ${msg}`),
       },
     );
+    this.live.add(session);
     void session.exited.then(() => {
+      this.live.delete(session);
       if (!this.stopping && this.current === session) this.events.onSessionLost?.(session.errorSummary() || "bpftrace exited");
     });
+    if (this.stopping) session.stop();
     const probes = await session.attached;
     const old = this.current;
     this.current = session;
     this.pages = pages;
     this.capacity = bucketCapacity(this.host.version, pages);
     if (old) {
-      this.retiredLost += old.lostEvents;
-      old.stop();
+      // A walk may be under way in the old session right now (a kill during the
+      // relaunch): let it finish before stopping it, and count what it lost to the end.
+      setTimeout(() => {
+        old.stop();
+        void old.exited.then(() => {
+          this.retiredLost += old.lostEvents;
+        });
+      }, RETIRE_GRACE_MS);
     }
     return probes;
   }

@@ -19,7 +19,8 @@ export const SnapshotFlags = z.object({
 });
 export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
 
-export const DISABLED_HINT = 'memory profiling is off in this binary (runtime.MemProfileRate is 0, set by the linker because runtime/pprof is not linked in): add import _ "runtime/pprof", or run it under `oomprof run`';
+export { DISABLED_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT } from "../target/go-target.ts";
 
 /**
  * `oomprof snapshot PID`: the heap profile of a live Go process, read through

@@ -1,5 +1,6 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { UserError } from "../errors.ts";
+import { DISABLED_HINT } from "../target/go-target.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
@@ -92,7 +93,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const complete = gaps.length === 0 && c.header !== undefined;
   if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
-  else if (c.header.memProfileRate === 0) reason = "memory profiling is off in this binary (runtime.MemProfileRate is 0): link runtime/pprof, e.g. import _ \"runtime/pprof\"";
+  else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
   else if (!complete) reason = gaps.join("; ");
   if (t && c.header && c.buckets.length > 0) {
     try {

@@ -11,6 +11,15 @@ import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
  * virtual addresses; the load bias (non-zero for PIE) is applied at run time, in
  * the probe, from the victim's mm->start_code.
  */
+/**
+ * Why a binary has no memory profile, and the fix. The linker sets
+ * runtime.disableMemoryProfiling unless runtime.MemProfile (memProfileInternal from Go
+ * 1.23) is reachable: a blank `import _ "runtime/pprof"` does not make it so (measured
+ * on Go 1.19 and 1.24); using the package, or net/http/pprof, does.
+ */
+export const DISABLED_HINT =
+  'memory profiling is off in this binary (the linker zeroed runtime.MemProfileRate because nothing calls runtime.MemProfile): use runtime/pprof (e.g. pprof.Lookup("heap"); a blank import is not enough) or import _ "net/http/pprof", or run it under `oomprof run`';
+
 export interface GoTarget {
   path: string;
   inode: number;

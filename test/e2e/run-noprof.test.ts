@@ -27,7 +27,7 @@ describe("a binary built without memory profiling (no runtime/pprof linked in)",
       await Bun.sleep(300);
       const r = await runOomprof(["snapshot", String(p.pid), "--out", tempDir(), "--events", "-"]);
       expect(r.status).not.toBe(0);
-      expect(r.stderr).toContain('import _ "runtime/pprof"');
+      expect(r.stderr).toContain('import _ "net/http/pprof"');
       const ev = r.events[0];
       if (ev?.event !== "snapshot") throw new Error(r.stderr);
       expect(ev.profile).toBeNull();
