@@ -19,7 +19,6 @@ export const SnapshotFlags = z.object({
 });
 export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
 
-export { DISABLED_HINT } from "../target/go-target.ts";
 import { DISABLED_HINT } from "../target/go-target.ts";
 
 /**

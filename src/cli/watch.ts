@@ -12,7 +12,7 @@ import type { GoTarget } from "../target/go-target.ts";
 import { scanProcesses } from "../target/process-scan.ts";
 import { log } from "./log.ts";
 import { requireRoot } from "./run.ts";
-import { DISABLED_HINT } from "./snapshot.ts";
+import { DISABLED_HINT } from "../target/go-target.ts";
 
 export const WatchFlags = z.object({
   out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
