@@ -8,6 +8,7 @@ import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
+import { elfLoadProblem } from "../target/elf.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
@@ -63,8 +64,20 @@ export async function targetForCommand(path: string): Promise<{ target?: GoTarge
   try {
     return { target: await discoverGoTarget(path) };
   } catch (e) {
-    if (e instanceof BadBinaryError) return { why: e.message };
-    throw e;
+    if (!(e instanceof BadBinaryError)) throw e;
+    // A binary oomprof cannot read may still run (a packed one, say); one the kernel
+    // cannot load would only fail after arming, with a second, vaguer error.
+    const problem = elfLoadProblem(readFileOrEmpty(path));
+    if (problem) throw new UserError(`${path}: corrupt ELF file, it cannot run: ${problem}`, 126);
+    return { why: e.message };
+  }
+}
+
+function readFileOrEmpty(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch {
+    return new Uint8Array();
   }
 }
 

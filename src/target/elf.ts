@@ -44,6 +44,36 @@ const ET_DYN = 3;
 const EM_X86_64 = 62;
 const EM_AARCH64 = 183;
 
+/**
+ * Why the kernel could not run this ELF file as it is (its loadable segments are cut
+ * off or its program headers are broken), or undefined when it looks loadable or is
+ * not a 64-bit little-endian ELF file at all (scripts and other formats are for the
+ * kernel to judge). Section headers do not matter here: the kernel never reads them.
+ */
+export function elfLoadProblem(data: Uint8Array): string | undefined {
+  if (data.length < 4 || data[0] !== 0x7f || data[1] !== 0x45 || data[2] !== 0x4c || data[3] !== 0x46) return undefined;
+  if (data.length < 64) return "truncated ELF header";
+  if (data[4] !== 2 || data[5] !== 1) return undefined;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const phoff = view.getBigUint64(32, true);
+  const phentsize = view.getUint16(54, true);
+  const phnum = view.getUint16(56, true);
+  if (phentsize !== 56 || phnum === 0) return "no valid program headers";
+  if (phoff + BigInt(phentsize * phnum) > BigInt(data.length)) return "program headers cut off";
+  let loads = 0;
+  for (let i = 0; i < phnum; i++) {
+    const at = Number(phoff) + i * phentsize;
+    if (view.getUint32(at, true) !== PT_LOAD) continue;
+    loads++;
+    const offset = view.getBigUint64(at + 8, true);
+    const filesz = view.getBigUint64(at + 32, true);
+    const memsz = view.getBigUint64(at + 40, true);
+    if (filesz > memsz) return "a loadable segment is larger in the file than in memory";
+    if (offset + filesz > BigInt(data.length)) return `a loadable segment is cut off (the file ends at byte ${data.length}, the segment at ${offset + filesz})`;
+  }
+  return loads === 0 ? "no loadable segments" : undefined;
+}
+
 export class ElfFile {
   readonly sections: ElfSection[];
   readonly segments: ElfSegment[];

@@ -90,6 +90,64 @@ describe("bad input and a bad host: one line on stderr, non-zero status", () => 
   });
 });
 
+describe("a corrupt ELF given to run", () => {
+  test("one the kernel cannot load: one line, 126, and nothing is started", async () => {
+    const leaker = await buildGoProgram("leaker");
+    const dir = tempDir();
+    const truncated = join(dir, "truncated");
+    writeFileSync(truncated, readFileSync(leaker).subarray(0, 300_000));
+    chmodSync(truncated, 0o755);
+    const garbage = join(dir, "garbage");
+    writeFileSync(garbage, Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(200, 0x41)]));
+    chmodSync(garbage, 0o755);
+    for (const f of [truncated, garbage]) {
+      const r = await runOomprof(["run", "--out", dir, "--events", join(dir, "events.ndjson"), "--", f]);
+      expect(r.status).toBe(126);
+      expect(oneLine(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toContain("corrupt ELF");
+      // Refused before arming: no events were written.
+      expect(existsSync(join(dir, "events.ndjson"))).toBe(false);
+    }
+  });
+
+  test("one oomprof cannot read but the kernel can (no section headers, as packers leave it) still runs", async () => {
+    const leaker = await buildGoProgram("leaker");
+    const dir = tempDir();
+    const bytes = new Uint8Array(readFileSync(leaker));
+    const view = new DataView(bytes.buffer);
+    view.setBigUint64(0x28, 0n, true); // e_shoff
+    view.setUint32(0x3c, 0, true); // e_shnum, e_shstrndx
+    const noSections = join(dir, "nosections");
+    writeFileSync(noSections, bytes);
+    chmodSync(noSections, 0o755);
+    const r = await runOomprof(["run", "--out", dir, "--", noSections], { env: { EXIT_AFTER_STEPS: "1" } });
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain("no heap profile");
+  });
+});
+
+describe("tracefs not mounted", () => {
+  // A private mount namespace: the host's tracefs stays mounted for everything else.
+  const inNamespace = (script: string, args: string[]) =>
+    Bun.spawnSync(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", ...oomprofArgv(), ...args], { stdout: "pipe", stderr: "pipe", env: process.env });
+  const unmount = "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; grep -q tracefs /proc/mounts && exit 99;";
+
+  test("oomprof mounts it and goes on", async () => {
+    const r = inNamespace(`${unmount} "$@"; s=$?; grep -q '^nodev /sys/kernel/tracing tracefs' /proc/mounts || exit 98; exit $s`, ["run", "--out", tempDir(), "--", "true"]);
+    expect(r.stderr.toString()).not.toContain("tracefs");
+    expect(r.exitCode).toBe(0);
+  });
+
+  test("where it cannot be mounted: one line that says how", async () => {
+    // An empty read-only /sys/kernel leaves no mount point for tracefs.
+    const r = inNamespace(`${unmount} mount -t tmpfs -o ro,size=1k none /sys/kernel || exit 97; "$@"`, ["run", "--out", tempDir(), "--", "true"]);
+    const stderr = r.stderr.toString();
+    expect(r.exitCode).not.toBe(0);
+    expect(oneLine(stderr)).toHaveLength(1);
+    expect(stderr).toContain("mount -t tracefs nodev /sys/kernel/tracing");
+  });
+});
+
 describe("faults", () => {
   test("oomprof SIGKILLed: neither the child nor bpftrace outlives it, and the next run removes its cgroup", async () => {
     const p = Bun.spawn([...oomprofArgv(), "run", "--limit", "64M", "--out", tempDir(), "--events", "-", "--", "sleep", "60"], { stdout: "pipe", stderr: "ignore" });

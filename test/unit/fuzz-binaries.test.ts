@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer, UNEXPECTED_PARSE_ERROR } from "../../src/symbolize/pclntab.ts";
 import { readBuildInfo } from "../../src/target/buildinfo.ts";
-import { ElfFile } from "../../src/target/elf.ts";
+import { ElfFile, elfLoadProblem } from "../../src/target/elf.ts";
 import { prng } from "../helpers/prng.ts";
 
 /**
@@ -134,6 +134,8 @@ function exercise(label: string, bytes: Uint8Array, pcs: bigint[]): string | und
     }
   };
   try {
+    // Must never throw: it only ever returns a reason or undefined.
+    attempt("elfLoadProblem", () => elfLoadProblem(bytes));
     let elf: ElfFile | undefined;
     if (!attempt("ElfFile", () => (elf = new ElfFile(label, bytes)))) return undefined;
     reached.elf++;
