@@ -1,4 +1,5 @@
-import type { CounterRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
+import { MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
+import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
 
 /** One bucket of the victim's memory profile, as read at its death. */
 export interface CapturedBucket {
@@ -19,6 +20,7 @@ interface ProcessFacts {
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;
   header?: WalkHeaderRecord;
+  goroutinesAtDeath?: GoroutinesRecord;
   walkEnded: boolean;
   exited: boolean;
 }
@@ -26,6 +28,8 @@ interface ProcessFacts {
 /** Everything the probes reported about one killed process. */
 export interface ProcessCapture extends ProcessFacts {
   buckets: CapturedBucket[];
+  /** Goroutines at death as runtime.NumGoroutine would say; atMost when not every P's free list was summed. */
+  goroutines?: { count: number; atMost: boolean };
   /** Every bucket on the list from head to the end was seen, each with its whole stack. */
   complete: boolean;
   /** Why the capture is incomplete, if it is. */
@@ -57,6 +61,9 @@ export class CaptureAssembler {
         s.header ??= r;
         return r.pid;
       }
+      case "G":
+        this.state(r.pid).goroutinesAtDeath ??= r;
+        return r.pid;
       case "C": {
         const s = this.state(r.pid);
         s.counters.set(r.bucket, r);
@@ -132,7 +139,7 @@ export class CaptureAssembler {
       if (!missingCounters && at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
     }
     const { counters: _counters, stacks: _stacks, ...facts } = s;
-    return { ...facts, buckets, complete: gaps.length === 0, gaps };
+    return { ...facts, buckets, goroutines: goroutineCount(s.goroutinesAtDeath), complete: gaps.length === 0, gaps };
   }
 
   private state(pid: number): ProcessState {
@@ -155,4 +162,10 @@ function hasGaps(stack: number[], nstk: number): boolean {
   if (stack.length < nstk) return true;
   for (let i = 0; i < nstk; i++) if (stack[i] === undefined) return true;
   return false;
+}
+
+/** runtime.gcount(): every g made, less the free ones and the runtime's own; never below 1. */
+function goroutineCount(g: GoroutinesRecord | undefined): ProcessCapture["goroutines"] {
+  if (!g) return undefined;
+  return { count: Math.max(1, g.allglen - g.schedFree - g.ngsys - g.procsFree), atMost: g.procs > MAX_PROCS_SUMMED };
 }

@@ -49,6 +49,8 @@ export const KillEvent = z.object({
   memprofile_rate: z.number().int().nullable(),
   inuse_bytes: z.number().describe("inuse_space total: everything not known to be freed at death (scaled estimate)"),
   gc_live_bytes: z.number().describe("gc_live_space total: live as of the last completed GC"),
+  goroutines: z.number().int().nullable().describe("goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown or the binary is stripped"),
+  goroutines_upper_bound: z.boolean().describe("true when GOMAXPROCS exceeded what the probe sums: goroutines is then an upper bound"),
   anon_rss_kb: z.number().int().nullable(),
   file_rss_kb: z.number().int().nullable(),
   shmem_rss_kb: z.number().int().nullable(),

@@ -137,6 +137,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     memprofile_rate: c.header?.memProfileRate ?? null,
     inuse_bytes: sites?.totals.inuse ?? 0,
     gc_live_bytes: sites?.totals.gcLive ?? 0,
+    goroutines: c.goroutines?.count ?? null,
+    goroutines_upper_bound: c.goroutines?.atMost ?? false,
     anon_rss_kb: v?.anonRssKb ?? null,
     file_rss_kb: v?.fileRssKb ?? null,
     shmem_rss_kb: v?.shmemRssKb ?? null,

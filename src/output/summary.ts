@@ -25,11 +25,12 @@ export function renderKillSummary(e: KillEvent, table: SiteTable | undefined, st
   const trigger = e.trigger && e.trigger.pid !== e.pid ? `, triggered by ${e.trigger.comm} (pid ${e.trigger.pid})` : "";
   const where = e.cgroup ? ` in cgroup ${e.cgroup}${e.limit_bytes ? ` (limit ${formatBytes(e.limit_bytes)})` : ""}` : "";
   lines.push(style.red(style.bold(`oomprof: ${what} of ${e.comm} (pid ${e.pid})${trigger}${where}`)));
+  const goroutines = e.goroutines === null ? undefined : `${e.goroutines_upper_bound ? "at most " : ""}${e.goroutines.toLocaleString("en-US")} goroutine${e.goroutines === 1 ? "" : "s"}`;
   if (e.anon_rss_kb !== null) {
     const rss = (e.anon_rss_kb + (e.file_rss_kb ?? 0) + (e.shmem_rss_kb ?? 0)) * 1024;
     const heap = e.profile ? `; Go heap in use ${formatBytes(e.inuse_bytes)}, live at last GC ${formatBytes(e.gc_live_bytes)}` : "";
-    lines.push(`  RSS at death ${formatBytes(rss)} (anon ${formatBytes(e.anon_rss_kb * 1024)})${heap}`);
-  }
+    lines.push(`  RSS at death ${formatBytes(rss)} (anon ${formatBytes(e.anon_rss_kb * 1024)})${heap}${goroutines ? `; ${goroutines}` : ""}`);
+  } else if (goroutines) lines.push(`  ${goroutines} at death`);
   if (!e.profile) {
     lines.push(`  no heap profile: ${e.reason ?? "unknown reason"}`);
     return lines.join("\n") + "\n";

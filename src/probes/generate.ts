@@ -3,6 +3,7 @@ import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
 import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
 import attachThrow from "../../probes/walk/attach/runtime-throw.bt" with { type: "text" };
 import canary from "../../probes/common/canary.bt" with { type: "text" };
+import goroutineCount from "../../probes/walk/goroutines.bt" with { type: "text" };
 import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
@@ -10,6 +11,7 @@ import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import { VERSION } from "../version.ts";
 import type { GoTarget } from "../target/go-target.ts";
+import { MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
 import { versionAtLeast, type BpftraceHost } from "./bpftrace-host.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits } from "./walk-templates.ts";
 
@@ -98,8 +100,10 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
       const lighter: Record<string, number> = walk.name === "while" ? { COUNTER_ITERATIONS: Math.ceil((walk.values.COUNTER_ITERATIONS ?? 0) / 4), STACK_ITERATIONS: Math.ceil((walk.values.STACK_ITERATIONS ?? 0) / 4) } : {};
       points.push({ name: "on the Go runtime fatal out-of-memory throw", template: fillTemplate(attachThrow, uprobeValues), values: lighter });
     }
+    // The goroutine count needs this release's struct layout; without it the walk omits it.
+    const walkTemplate = walk.template.replace("{{GOROUTINES}}\n", target.goroutines ? goroutineCount : "");
     for (const attach of points) {
-      const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
+      const template = walkTemplate.replace("{{ATTACH}}", attach.template.trimEnd());
       parts.push(fillTemplate(template, { ...values, ...attach.values, ATTACH_NAME: attach.name }));
     }
   });
@@ -124,5 +128,14 @@ function targetValues(t: GoTarget, id: number): Record<string, Fill> {
     MBUCKETS: t.vars.mbuckets,
     MEMPROFILERATE: t.vars.memProfileRate,
     CYCLE_EXPR: cycleExpr,
+    ...(t.goroutines && {
+      ALLGLEN: t.goroutines.allglen,
+      ALLP: t.goroutines.allp,
+      SCHED: t.goroutines.sched,
+      SCHED_GFREE_N: t.goroutines.schedGFreeN,
+      SCHED_NGSYS: t.goroutines.schedNgsys,
+      P_GFREE_N: t.goroutines.pGFreeN,
+      MAX_PROCS: MAX_PROCS_SUMMED,
+    }),
   };
 }

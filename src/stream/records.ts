@@ -10,6 +10,8 @@ export interface TriggerRecord { tag: "T"; pid: number; triggerComm: string }
 export interface OomKillProcessRecord { tag: "K"; pid: number; triggerPid: number; memcgConstrained: boolean; totalPages: number }
 export interface WalkHeaderRecord { tag: "H"; pid: number; targetId: number; bias: number; head: number; memProfileRate: number; cycle: number }
 /** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
+/** runtime.gcount()'s inputs at death; procs is len(allp), of which at most MAX_PROCS_SUMMED were summed. */
+export interface GoroutinesRecord { tag: "G"; pid: number; allglen: number; schedFree: number; ngsys: number; procsFree: number; procs: number }
 export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext: number; nstk: number; size: number; counts: number[] }
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }
@@ -19,7 +21,7 @@ export interface ReadyRecord { tag: "R"; nonce: number }
 export interface ExecRecord { tag: "P"; pid: number; inode: number }
 export interface NewExecutableRecord { tag: "N"; pid: number; inode: number; held: boolean }
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord | RuntimeOomRecord;
+export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | GoroutinesRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord | RuntimeOomRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -63,6 +65,9 @@ export function parseRecord(text: string): WalkRecord {
     case "H":
       need(7);
       return { tag: "H", pid: dec(f[1]), targetId: dec(f[2]), bias: hex(f[3]), head: hex(f[4]), memProfileRate: dec(f[5]), cycle: dec(f[6]) };
+    case "G":
+      need(7);
+      return { tag: "G", pid: dec(f[1]), allglen: dec(f[2]), schedFree: dec(f[3]), ngsys: dec(f[4]), procsFree: dec(f[5]), procs: dec(f[6]) };
     case "C": {
       need(22);
       const counts = new Array<number>(16);

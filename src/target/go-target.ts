@@ -3,6 +3,7 @@ import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
 import { ElfFile } from "./elf.ts";
+import { goroutineLayout, type GoroutineLayout } from "./runtime-layout.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
 /**
@@ -35,6 +36,8 @@ export interface GoTarget {
   memProfilingDisabled: boolean;
   /** How a uprobe names runtime.throw: the symbol, or its address when stripped. */
   throwSymbol?: string;
+  /** Where to count goroutines at death (known releases with a symbol table only). */
+  goroutines?: GoroutineLayout;
   /** The original ELF, kept for symbolization. */
   elf: ElfFile;
 }
@@ -87,6 +90,7 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
     vars: { mbuckets, memProfileRate, cycle, disableMemoryProfiling },
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     throwSymbol: throwProbeName(elf),
+    goroutines: goroutineLayout(elf, buildInfo.goVersion),
     elf,
   };
 }

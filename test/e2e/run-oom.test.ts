@@ -6,6 +6,8 @@ import { buildGoProgram } from "../helpers/go.ts";
 import { pprofTop, runOomprof, tempDir } from "../helpers/oomprof.ts";
 
 const LIMIT = 128 << 20;
+/** Goroutines the leaker parks, besides main: the count at death must see them. */
+const PARKED = 500;
 
 // Real bpftrace attach, Go builds and OOM kills take seconds.
 setDefaultTimeout(180_000);
@@ -22,7 +24,7 @@ describe("oomprof run: a leaking Go program OOM-killed in a 128M memory cgroup",
     out = tempDir();
     ownProfile = join(out, "own-heap.pprof");
     result = await runOomprof(["run", "--limit", "128M", "--out", out, "--events", "-", "--", leaker], {
-      env: { HEAPPROF_OUT: ownProfile },
+      env: { HEAPPROF_OUT: ownProfile, GOROUTINES: String(PARKED) },
     });
     const k = result.events.find((e) => e.event === "oom_kill");
     if (!k) throw new Error(`no oom_kill event; status ${result.status}; stderr:\n${result.stderr}`);
@@ -76,6 +78,14 @@ describe("oomprof run: a leaking Go program OOM-killed in a 128M memory cgroup",
     expect(result.stderr).toMatch(/OOM kill of leaker \(pid \d+\)/);
     expect(result.stderr).toMatch(/\d+\.\d% +[\d.]+ MiB +main\.leakStep/);
     expect(result.stderr).toContain("go tool pprof -http=:");
+  });
+
+  test("the goroutine count at death is the parked goroutines plus main, as runtime.NumGoroutine counts", () => {
+    expect(kill.goroutines).not.toBeNull();
+    expect(kill.goroutines!).toBeGreaterThanOrEqual(PARKED + 1);
+    expect(kill.goroutines!).toBeLessThanOrEqual(PARKED + 5);
+    expect(kill.goroutines_upper_bound).toBe(false);
+    expect(result.stderr).toContain(`${kill.goroutines!.toLocaleString("en-US")} goroutines`);
   });
 
   test("the cgroup is removed afterwards", () => {

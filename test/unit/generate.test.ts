@@ -47,5 +47,5 @@ describe("generateScript", () => {
     const err = await new Response(p.stderr).text();
     expect(err).not.toContain("ERROR: Error loading");
     expect(code).toBe(0);
-  });
+  }, 60_000);
 });

@@ -66,6 +66,11 @@ func main() {
 	sleepUs := envInt("STEP_SLEEP_US", 200)
 	out := os.Getenv("HEAPPROF_OUT")
 	exitAfter := envInt("EXIT_AFTER_STEPS", 0)
+	// Parked goroutines, so a capture's goroutine count can be checked.
+	block := make(chan struct{})
+	for i := envInt("GOROUTINES", 0); i > 0; i-- {
+		go func() { <-block }()
+	}
 	fmt.Println("leaker: started")
 	for step := 0; ; step++ {
 		leakStep(leakKiB << 10)

@@ -1,0 +1,53 @@
+import { goMinorVersion } from "./buildinfo.ts";
+import type { ElfFile } from "./elf.ts";
+
+/**
+ * Where a Go binary keeps what runtime.gcount() reads, so the probes can count
+ * goroutines at death the way runtime.NumGoroutine does:
+ *
+ *   allglen - sched.gFree.n - sched.ngsys - Σ over allp of p.gFree.n   (at least 1)
+ *
+ * The variables come from the symbol table; the field offsets inside runtime.schedt
+ * and runtime.p change between releases, so they come from this table. Each row was
+ * read from the DWARF of real builds (test/go/runtime-offsets, checked again by
+ * test/unit/runtime-layout.test.ts) and is the same on amd64 and arm64. The formula
+ * is the same in proc.go of every release listed. Releases not listed get no count
+ * rather than a guessed one; GOEXPERIMENT=staticlockranking builds (bigger mutexes)
+ * would also differ, and are not detected.
+ */
+export interface GoroutineLayout {
+  allglen: bigint;
+  allp: bigint;
+  sched: bigint;
+  /** Offset of sched.gFree.n (int32) in runtime.schedt. */
+  schedGFreeN: number;
+  /** Offset of sched.ngsys (int32; atomic.Int32 from 1.21) in runtime.schedt. */
+  schedNgsys: number;
+  /** Offset of p.gFree.n (int32) in runtime.p. */
+  pGFreeN: number;
+}
+
+/** Per-P free lists summed at death; a larger GOMAXPROCS makes the count an upper bound. */
+export const MAX_PROCS_SUMMED = 256;
+
+const FIELD_OFFSETS: Record<number, Pick<GoroutineLayout, "schedGFreeN" | "schedNgsys" | "pGFreeN">> = {
+  19: { schedGFreeN: 176, schedNgsys: 72, pGFreeN: 2472 },
+  21: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2472 },
+  22: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2472 },
+  23: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2464 },
+  24: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2464 },
+};
+
+/** Go releases whose layout is known, for messages. */
+export const GOROUTINE_LAYOUT_RELEASES = Object.keys(FIELD_OFFSETS).map((m) => `go1.${m}`);
+
+/** The layout for this binary, or undefined (unlisted release, or no symbol table). */
+export function goroutineLayout(elf: ElfFile, goVersion: string): GoroutineLayout | undefined {
+  const minor = goMinorVersion(goVersion);
+  const fields = minor === undefined ? undefined : FIELD_OFFSETS[minor];
+  const allglen = elf.symbol("runtime.allglen")?.value;
+  const allp = elf.symbol("runtime.allp")?.value;
+  const sched = elf.symbol("runtime.sched")?.value;
+  if (!fields || allglen === undefined || allp === undefined || sched === undefined) return undefined;
+  return { allglen, allp, sched, ...fields };
+}

@@ -1,0 +1,3 @@
+module example.com/runtime-offsets
+
+go 1.18

@@ -1,0 +1,66 @@
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { readBuildInfo } from "../../src/target/buildinfo.ts";
+import { ElfFile } from "../../src/target/elf.ts";
+import { goroutineLayout } from "../../src/target/runtime-layout.ts";
+
+/**
+ * The goroutine count at death reads runtime.schedt and runtime.p at offsets from a
+ * per-release table. This checks the table against the DWARF of real builds, with
+ * every toolchain in OOMPROF_GO_LIST, for amd64 and arm64: test/go/runtime-offsets
+ * reads the offsets with Go's own debug/dwarf.
+ */
+
+// A first build for a new GOARCH compiles the standard library.
+setDefaultTimeout(180_000);
+
+const ROOT = resolve(import.meta.dir, "../..");
+const goList = (process.env.OOMPROF_GO_LIST ?? "go").split(":").filter(Boolean);
+const work = mkdtempSync(join(tmpdir(), "oomprof-layout-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const Field = z.object({ offset: z.number().int(), size: z.number().int() });
+const Offsets = z.object({ goVersion: z.string(), goarch: z.string(), schedGFreeN: Field, schedNgsys: Field, pGFreeN: Field, allpLenOffset: z.number().int() });
+
+function build(go: string, dir: string, out: string, env: Record<string, string> = {}): void {
+  const r = Bun.spawnSync([go, "build", "-o", out, "."], {
+    cwd: dir,
+    env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod", CGO_ENABLED: "0", GOCACHE: join(ROOT, ".cache", "gocache"), ...env },
+    stderr: "pipe",
+  });
+  if (r.exitCode !== 0) throw new Error(`${go} build in ${dir} failed: ${r.stderr.toString()}`);
+}
+
+// The reader is built once, with the first toolchain; it reads any release's DWARF.
+const readerSrc = join(work, "runtime-offsets");
+const reader = join(work, "runtime-offsets-bin");
+cpSync(join(ROOT, "test", "go", "runtime-offsets"), readerSrc, { recursive: true });
+build(goList[0]!, readerSrc, reader);
+
+describe.each(goList)("goroutine layout table against DWARF, %s", (go) => {
+  for (const goarch of ["amd64", "arm64"]) {
+    test(goarch, () => {
+      const src = join(work, `leaker-${goList.indexOf(go)}-${goarch}`);
+      cpSync(join(ROOT, "test", "go", "leaker"), src, { recursive: true });
+      const bin = join(src, "leaker");
+      build(go, src, bin, { GOARCH: goarch });
+      const r = Bun.spawnSync([reader, bin], { stdout: "pipe", stderr: "pipe" });
+      if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+      const dwarf = Offsets.parse(JSON.parse(r.stdout.toString()));
+      const elf = new ElfFile(bin, new Uint8Array(readFileSync(bin)));
+      const layout = goroutineLayout(elf, readBuildInfo(elf)!.goVersion);
+      if (!layout) throw new Error(`no layout for ${dwarf.goVersion}: add it to src/target/runtime-layout.ts`);
+      expect({ schedGFreeN: layout.schedGFreeN, schedNgsys: layout.schedNgsys, pGFreeN: layout.pGFreeN }).toEqual({
+        schedGFreeN: dwarf.schedGFreeN.offset,
+        schedNgsys: dwarf.schedNgsys.offset,
+        pGFreeN: dwarf.pGFreeN.offset,
+      });
+      // The probe reads each as an int32, and allp's length one word in.
+      expect([dwarf.schedGFreeN.size, dwarf.schedNgsys.size, dwarf.pGFreeN.size, dwarf.allpLenOffset]).toEqual([4, 4, 4, 8]);
+      expect(layout.allglen).toBe(elf.symbol("runtime.allglen")!.value);
+    });
+  }
+});
