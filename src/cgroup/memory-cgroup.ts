@@ -1,3 +1,4 @@
+import { liveState } from "../process/liveness.ts";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
@@ -114,6 +115,8 @@ function handle(version: 1 | 2, path: string, limitBytes: number): MemoryCgroup 
 
 /** The cgroup a process is in, as /proc/PID/cgroup lists it (v2 line first, else memory). */
 export function processCgroup(pid: number): string | undefined {
+  // A zombie has been moved to the root cgroup: its path would say nothing.
+  if (!liveState(pid)) return undefined;
   try {
     const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
     const mem = lines.find((l) => /^\d+:[^:]*\bmemory\b[^:]*:/.test(l));

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { processCgroup } from "../cgroup/memory-cgroup.ts";
+import { stillRunning } from "../process/liveness.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
 import { parseUploadUrl } from "../output/upload.ts";
@@ -31,6 +32,8 @@ const DRAIN_MAX_MS = 60_000;
 /** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
 const NON_GO_SETTLE_MS = 300;
 const MIRROR_INTERVAL_MS = 1000;
+/** How long a picked victim may go on running before it is reported as not killed. */
+const NOT_KILLED_GRACE_MS = 5000;
 
 /**
  * `oomprof watch`: profiles any Go process on the host that the OOM killer picks,
@@ -156,7 +159,14 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const walkable = c.header !== undefined || walkExpected.has(pid);
       const idle = now - Math.max(since, lastRecordAt) > DRAIN_IDLE_MS;
       // After the exit marker, other CPUs' buffers (bpftrace < 0.19) may still hold lines.
-      const done = (c.exited && now - lastRecordAt > EXIT_QUIET_MS) || (c.walkEnded && c.complete) || (!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle) || now - since > DRAIN_MAX_MS;
+      // A victim that still runs may only be slow to die: give it a grace period before
+      // reporting it as picked but not killed.
+      const settled = !stillRunning(pid) || now - since > NOT_KILLED_GRACE_MS;
+      const done =
+        (c.exited && now - lastRecordAt > EXIT_QUIET_MS) ||
+        (c.walkEnded && c.complete) ||
+        (settled && ((!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle))) ||
+        now - since > DRAIN_MAX_MS;
       if (!done) continue;
       reporter.report(pid);
       pending.delete(pid);
@@ -168,7 +178,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     // Forget mirrors of processes that exited without being killed.
     if (mirror.pids().length > 0) {
       for (const pid of mirror.pids()) {
-        if (!pending.has(pid) && !processAlive(pid)) mirror.forget(pid);
+        if (!pending.has(pid) && !processExists(pid)) mirror.forget(pid);
       }
     }
   }, 50);
@@ -184,7 +194,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   return code;
 }
 
-function processAlive(pid: number): boolean {
+/** Exists, zombies included: a dying victim's mirror must outlast its first records. */
+function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

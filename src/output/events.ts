@@ -49,6 +49,7 @@ export const KillEvent = z.object({
   memprofile_rate: z.number().int().nullable(),
   inuse_bytes: z.number().describe("inuse_space total: everything not known to be freed at death (scaled estimate)"),
   gc_live_bytes: z.number().describe("gc_live_space total: live as of the last completed GC"),
+  still_running: z.boolean().describe("the OOM killer picked it, but it was still running when reported (not killed, or not yet)"),
   goroutines: z.number().int().nullable().describe("goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown or the binary is stripped"),
   goroutines_upper_bound: z.boolean().describe("true when GOMAXPROCS exceeded what the probe sums: goroutines is then an upper bound"),
   anon_rss_kb: z.number().int().nullable(),

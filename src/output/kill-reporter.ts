@@ -4,6 +4,7 @@ import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import type { GoTarget } from "../target/go-target.ts";
 import { readFileSync } from "node:fs";
+import { stillRunning } from "../process/liveness.ts";
 import { log } from "../cli/log.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
 import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload.ts";
@@ -60,6 +61,7 @@ export class KillReporter {
       ...this.placementOf(pid),
       firstSeenMs: sessions.firstSeenMs.get(pid),
       exe: exec?.path ?? fallback?.exe,
+      stillRunning: capture.exited ? undefined : stillRunning(pid),
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
     });
     this.o.events.emit(event);

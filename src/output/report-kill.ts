@@ -6,6 +6,7 @@ import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import type { GoTarget } from "../target/go-target.ts";
+import type { Liveness } from "../process/liveness.ts";
 import { nowIso, type KillEvent } from "./events.ts";
 import { profileFileName, writeFileAtomic } from "./profile-file.ts";
 
@@ -23,6 +24,8 @@ export interface KillContext {
   noProfileReason?: string;
   /** The executable, when known without a target (a non-Go victim). */
   exe?: string;
+  /** The victim still runs as this is reported: picked by the OOM killer, not (yet) killed. */
+  stillRunning?: Liveness;
 }
 
 export interface KillReport {
@@ -77,6 +80,12 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   return { path, sites: allocationSites(samples, symbolizer) };
 }
 
+function notKilledReason(l: Liveness, firstSeenMs: number | undefined): string {
+  const after = firstSeenMs !== undefined ? ` ${Math.round(performance.now() - firstSeenMs)} ms after it was picked` : "";
+  const stuck = l.killPending ? `, with its SIGKILL still pending (state ${l.state}: blocked where signals wait)` : ` (state ${l.state})`;
+  return `picked by the OOM killer but not killed: still running${after}${stuck}; no heap walk ran`;
+}
+
 /** Turns what the probes saw about one dead process into its profile file and event. */
 export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const when = new Date();
@@ -91,7 +100,11 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   // already names; lost lines the mirror made up for do not make a capture partial.
   const gaps = [...c.gaps];
   const complete = gaps.length === 0 && c.header !== undefined;
-  if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
+  // Without a walk, a victim that still runs was picked but not killed; with one it is dying.
+  const notKilled = c.header ? undefined : ctx.stillRunning;
+  if (notKilled) reason = notKilledReason(notKilled, ctx.firstSeenMs);
+  else if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
+  else if (!c.header && c.victim) reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
   else if (!complete) reason = gaps.join("; ");
@@ -137,6 +150,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     memprofile_rate: c.header?.memProfileRate ?? null,
     inuse_bytes: sites?.totals.inuse ?? 0,
     gc_live_bytes: sites?.totals.gcLive ?? 0,
+    still_running: notKilled !== undefined,
     goroutines: c.goroutines?.count ?? null,
     goroutines_upper_bound: c.goroutines?.atMost ?? false,
     anon_rss_kb: v?.anonRssKb ?? null,
