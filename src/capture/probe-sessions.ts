@@ -5,6 +5,7 @@ import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
 import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
+import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BadBinaryError } from "../errors.ts";
@@ -61,6 +62,8 @@ export class ProbeSessions {
   private stopping = false;
   private nonGo = new Map<number, string>();
   private rebuild: Promise<void> = Promise.resolve();
+  /** A relaunch queued behind the current one and not started yet. */
+  private queuedLaunch: Promise<void> | undefined;
   private sessionCount = 0;
   private linkDir: string | undefined;
   private limits: Partial<WalkLimits> = {};
@@ -107,15 +110,31 @@ export class ProbeSessions {
     const fresh = found.filter((t) => this.walkable(t) && !this.targetByInode(t.inode));
     if (!fresh.length) return this.rebuild;
     this.targets.push(...fresh);
-    // Serialised: each rebuild carries every target known when it starts.
-    this.rebuild = this.rebuild.then(async () => {
-      await this.launch();
+    return this.relaunch().then(() => {
       for (const t of fresh) {
         this.events.onVerbose?.(`walk attached for ${t.path} (${t.buildInfo.goVersion})`);
         this.events.onTargetAdded?.(t);
       }
     });
-    return this.rebuild;
+  }
+
+  /**
+   * Starts a bpftrace with every known target once the current rebuild is done. Rebuilds
+   * are serialised, and one that has not started yet already carries every target added
+   * since, so callers share it: ten new binaries at once cost one relaunch, not ten.
+   */
+  private relaunch(): Promise<void> {
+    if (this.queuedLaunch) return this.queuedLaunch;
+    const next = this.rebuild
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedLaunch = undefined;
+        return this.launch();
+      })
+      .then(() => undefined);
+    this.queuedLaunch = next;
+    this.rebuild = next;
+    return next;
   }
 
   /** watch cannot turn profiling on, so a binary without it has nothing to walk. */
@@ -147,8 +166,7 @@ export class ProbeSessions {
     if (bufferPages(this.host.version, expected) <= this.pages) return;
     this.expectedBuckets = expected;
     this.growing = true;
-    this.rebuild = this.rebuild
-      .then(() => this.launch())
+    this.relaunch()
       .then(() => this.events.onVerbose?.(`output buffer grown for ${buckets} buckets (${this.pages} pages)`))
       .catch((e) => this.events.onWarning(`could not grow the output buffer: ${(e as Error).message}`))
       .finally(() => {
@@ -235,10 +253,20 @@ export class ProbeSessions {
         old.stop();
         void old.exited.then(() => {
           this.retiredLost += old.lostEvents;
+          // Only now: pages the old bpftrace also maps are not paged out.
+          this.dropCompilerPages(session);
         });
       }, RETIRE_GRACE_MS);
-    }
+    } else this.dropCompilerPages(session);
     return probes;
+  }
+
+  /** An attached bpftrace needs its compiler no more: give those pages back (see pageout.ts). */
+  private dropCompilerPages(session: BpftraceSession): void {
+    if (this.stopping || this.current !== session || process.env.OOMPROF_PAGEOUT === "0") return;
+    const r = pageOutCompiler(session.pid);
+    if ("error" in r) this.events.onVerbose?.(`bpftrace's compiler pages stay resident: ${r.error}`);
+    else this.events.onVerbose?.(`paged out ${Math.round(r.bytes / 2 ** 20)} MiB of bpftrace's compiler libraries (LLVM, Clang)`);
   }
 
   private handle(r: WalkRecord): void {

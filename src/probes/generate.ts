@@ -100,15 +100,16 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
       const lighter: Record<string, number> = walk.name === "while" ? { COUNTER_ITERATIONS: Math.ceil((walk.values.COUNTER_ITERATIONS ?? 0) / 4), STACK_ITERATIONS: Math.ceil((walk.values.STACK_ITERATIONS ?? 0) / 4) } : {};
       points.push({ name: "on the Go runtime fatal out-of-memory throw", template: fillTemplate(attachThrow, uprobeValues), values: lighter });
     }
-    // The goroutine count needs this release's struct layout; without it the walk omits it.
-    const walkTemplate = walk.template.replace("{{GOROUTINES}}\n", target.goroutines ? goroutineCount : "");
     for (const attach of points) {
-      const template = walkTemplate.replace("{{ATTACH}}", attach.template.trimEnd());
+      const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
       parts.push(fillTemplate(template, { ...values, ...attach.values, ATTACH_NAME: attach.name }));
+      // The goroutine count needs this release's struct layout; without it there is none.
+      if (target.goroutines) parts.push(fillTemplate(goroutineCount.replace("{{ATTACH}}", attach.template.trimEnd()), { ...values, ATTACH_NAME: attach.name }));
     }
   });
   // The exit marker reads the walk's maps, which exist only when there is a walk.
-  if (opts.targets.length) parts.push(exitMarker);
+  const counted = opts.targets.some((t) => t.goroutines);
+  if (opts.targets.length) parts.push(exitMarker.replace("{{GOROUTINES_CLEANUP}}\n", counted ? "  delete(@goroutines_done[args->pid]);\n" : ""));
   if (opts.canary) parts.push(fillTemplate(canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
