@@ -209,8 +209,16 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     // The walk runs in the dying process's threads; its last lines may still be in
     // flight. Wait for every killed process of ours (the child, or a program it ran)
     // until its walk is whole or it is gone.
-    const ours = () => assembler.pids().filter((p) => (p === child.pid || probeSessions.execs.has(p)) && !reporter.hasReported(p));
+    // A SIGKILLed child's records may still be on their way when its exit is seen (bpftrace
+    // reads its buffers on its own schedule): it counts as ours before any arrive.
+    const killed = child.signalCode === "SIGKILL";
+    const ours = () => {
+      const pids = assembler.pids().filter((p) => (p === child.pid || probeSessions.execs.has(p)) && !reporter.hasReported(p));
+      if (killed && !pids.includes(child.pid) && !reporter.hasReported(child.pid)) pids.push(child.pid);
+      return pids;
+    };
     const settled = (pid: number) => {
+      if (!assembler.has(pid)) return false;
       const c = assembler.capture(pid, mirror.buckets(pid));
       if (!c.victim && !c.header) return true;
       if (c.walkEnded && c.complete) return true;

@@ -188,7 +188,7 @@ export function checkWalk(h: HostView, bt: BpftraceFinding): CheckResult {
   if (!bt.version) return { name, status: "fail", found: "cannot be chosen without a working bpftrace", fix: "fix bpftrace first (above)" };
   const host = { path: bt.path ?? "bpftrace", version: bt.version, hasOomKillProcessKprobe: false, exitKeepsMm: exitKeepsMm(h, tracefsRoot(h).root) };
   // As generateScript does for one target.
-  const walk = chooseWalk(bt.version, {}, 1);
+  const walk = chooseWalk(bt.version);
   const points = walkAttachPoints(host, walk.name);
   return { name, status: "ok", found: `${walk.name}, ${points.map((p) => p.name).join(" and ")}` };
 }

@@ -1,9 +1,11 @@
 import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
 import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
-import attachThrow from "../../probes/walk/attach/runtime-throw.bt" with { type: "text" };
 import canary from "../../probes/common/canary.bt" with { type: "text" };
 import goroutineCount from "../../probes/walk/goroutines.bt" with { type: "text" };
+import targetRow from "../../probes/walk/target-row.bt" with { type: "text" };
+import targetTable from "../../probes/walk/targets.bt" with { type: "text" };
+import walkStart from "../../probes/walk/start.bt" with { type: "text" };
 import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
@@ -13,7 +15,7 @@ import { VERSION } from "../version.ts";
 import type { GoTarget } from "../target/go-target.ts";
 import { MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
 import { versionAtLeast, type BpftraceHost } from "./bpftrace-host.ts";
-import { chooseWalk, walkAttachPoints, type WalkLimits } from "./walk-templates.ts";
+import { chooseWalk, walkAttachPoints, type WalkLimits, type WalkVariant } from "./walk-templates.ts";
 
 /** One value a template placeholder may take: numbers and fixed identifiers only. */
 type Fill = number | bigint | string;
@@ -70,8 +72,7 @@ export interface GeneratedScript {
 }
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
-  // 0.21 limits for-loops to one probe; there each target gets a single walk probe.
-  const walk = chooseWalk(opts.host.version, opts.limits, opts.targets.length);
+  const walk = chooseWalk(opts.host.version, opts.limits);
   const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
   if (opts.victims ?? true) {
     parts.push(markVictim);
@@ -83,60 +84,53 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   }
   if (opts.notifyExecs === "hold") parts.push(fillTemplate(execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(opts.targets.map((t) => t.inode)) }));
   else if (opts.notifyExecs) parts.push(execNotify);
-  const attachPoints = walkAttachPoints(opts.host, walk.name);
-  opts.targets.forEach((target, i) => {
-    const id = (opts.firstTargetId ?? 0) + i;
-    const values = { ...walk.values, ...targetValues(target, id) };
-    const points: Array<{ name: string; template: string; values?: Record<string, number> }> = [...attachPoints];
-    const link = opts.uprobeLinks?.get(id);
-    // Go's own out-of-memory throw: needs the register ABI on amd64, and a walk that may
-    // live in more than one probe (0.21 allows for-loops in one probe only).
-    const throwProbe = link && target.throwSymbol && target.arch === "amd64" && (walk.name === "while" || versionAtLeast(opts.host.version, 0, 22));
-    if (throwProbe) {
-      const uprobeValues = { TARGET_LINK: link, THROW_SYMBOL: target.throwSymbol! };
-      parts.push(fillTemplate(oomThrow, { ...values, ...uprobeValues }));
-      // The throwing thread starts the walk and the exiting threads carry it on, so this
-      // copy can be smaller, which keeps arming fast where loops verify slowly (0.17).
-      const lighter: Record<string, number> = walk.name === "while" ? { COUNTER_ITERATIONS: Math.ceil((walk.values.COUNTER_ITERATIONS ?? 0) / 4), STACK_ITERATIONS: Math.ceil((walk.values.STACK_ITERATIONS ?? 0) / 4) } : {};
-      points.push({ name: "on the Go runtime fatal out-of-memory throw", template: fillTemplate(attachThrow, uprobeValues), values: lighter });
-    }
-    for (const attach of points) {
-      const template = walk.template.replace("{{ATTACH}}", attach.template.trimEnd());
-      parts.push(fillTemplate(template, { ...values, ...attach.values, ATTACH_NAME: attach.name }));
-      // The goroutine count needs this release's struct layout; without it there is none.
-      if (target.goroutines) parts.push(fillTemplate(goroutineCount.replace("{{ATTACH}}", attach.template.trimEnd()), { ...values, ATTACH_NAME: attach.name }));
-    }
-  });
-  // The exit marker reads the walk's maps, which exist only when there is a walk.
-  const counted = opts.targets.some((t) => t.goroutines);
-  if (opts.targets.length) parts.push(exitMarker.replace("{{GOROUTINES_CLEANUP}}\n", counted ? "  delete(@goroutines_done[args->pid]);\n" : ""));
+  if (opts.targets.length) parts.push(...walkParts(opts, walk));
   if (opts.canary) parts.push(fillTemplate(canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
 
+/**
+ * The walk: one table of target binaries, one walk probe per attach point whatever the
+ * number of binaries, the goroutine count beside each, Go's runtime OOM throw per binary
+ * (a uprobe names its binary), and the exit marker that forgets a walked process.
+ */
+function walkParts(opts: ScriptOptions, walk: WalkVariant): string[] {
+  const rows = opts.targets.map((t, i) => fillTemplate(targetRow, targetValues(t, (opts.firstTargetId ?? 0) + i))).join("");
+  const parts = [targetTable.replace("{{TARGET_ROWS}}\n", rows)];
+  const counted = opts.targets.some((t) => t.goroutines);
+  for (const attach of walkAttachPoints(opts.host, walk.name)) {
+    const header = attach.template.trimEnd();
+    const template = walk.template.replace("{{ATTACH}}", header).replace("{{WALK_START}}\n", walkStart);
+    parts.push(fillTemplate(template, { ...walk.values, ATTACH_NAME: attach.name }));
+    // Needs a release whose struct layout is known; the table says which binaries have one.
+    if (counted) parts.push(fillTemplate(goroutineCount.replace("{{ATTACH}}", header), { ATTACH_NAME: attach.name, MAX_PROCS: MAX_PROCS_SUMMED }));
+  }
+  opts.targets.forEach((target, i) => {
+    const id = (opts.firstTargetId ?? 0) + i;
+    const link = opts.uprobeLinks?.get(id);
+    // Go's own out-of-memory throw: the message is read under the register ABI (amd64).
+    if (link && target.throwSymbol && target.arch === "amd64") parts.push(fillTemplate(oomThrow, { TARGET_ID: id, TARGET_LINK: link, THROW_SYMBOL: target.throwSymbol }));
+  });
+  parts.push(exitMarker.replace("{{GOROUTINES_CLEANUP}}\n", counted ? "  delete(@goroutines_done[args->pid]);\n" : ""));
+  return parts;
+}
+
+/** One row of the target table: where this binary keeps what the walk reads (0: absent). */
 function targetValues(t: GoTarget, id: number): Record<string, Fill> {
-  const cycle = t.vars.cycle;
-  // The heap-profile cycle decides which future[] slot runtime/pprof would fold in.
-  const cycleExpr = !cycle
-    ? "-1"
-    : cycle.shifted
-      ? `(*(uint32 *)uptr(0x${cycle.addr.toString(16)} + $bias)) >> 1`
-      : `*(uint32 *)uptr(0x${cycle.addr.toString(16)} + $bias)`;
+  const g = t.goroutines;
   return {
     TARGET_ID: id,
     INODE: t.inode,
     TEXT_VADDR: t.text.vaddr,
     MBUCKETS: t.vars.mbuckets,
     MEMPROFILERATE: t.vars.memProfileRate,
-    CYCLE_EXPR: cycleExpr,
-    ...(t.goroutines && {
-      ALLGLEN: t.goroutines.allglen,
-      ALLP: t.goroutines.allp,
-      SCHED: t.goroutines.sched,
-      SCHED_GFREE_N: t.goroutines.schedGFreeN,
-      SCHED_NGSYS: t.goroutines.schedNgsys,
-      P_GFREE_N: t.goroutines.pGFreeN,
-      MAX_PROCS: MAX_PROCS_SUMMED,
-    }),
+    // The heap-profile cycle decides which future[] slot runtime/pprof would fold in.
+    CYCLE_ADDR: t.vars.cycle?.addr ?? 0,
+    CYCLE_SHIFT: t.vars.cycle?.shifted ? 1 : 0,
+    ALLGLEN: g?.allglen ?? 0,
+    ALLP: g?.allp ?? 0,
+    SCHED_GFREE_N: g ? g.sched + BigInt(g.schedGFreeN) : 0,
+    SCHED_NGSYS: g ? g.sched + BigInt(g.schedNgsys) : 0,
+    P_GFREE_N: g?.pGFreeN ?? 0,
   };
 }

@@ -36,12 +36,12 @@ export interface WalkVariant {
  */
 export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 500, loopKeys: 100 };
 
-/** `walkProbes`: how many walk probes the script has (targets × attach points). */
-export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}, walkProbes = 1): WalkVariant {
+export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
   // for-map.bt keeps to 0.21's for-loop rules (loop bodies read maps, never outer
-  // variables), but 0.21 also allows for-loops in only one probe of a script.
-  if (versionAtLeast(version, 0, 22) || (versionAtLeast(version, 0, 21) && walkProbes <= 1)) {
+  // variables); 0.21 also allows for-loops in only one probe of a script, and there the
+  // walk has one attach point (walkAttachPoints), which serves every binary.
+  if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
     return { name: "for-map", template: walkForMap, values: { ITER_KEYS: l.loopKeys } };
   }
@@ -65,7 +65,7 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
 export function walkAttachPoints(host: BpftraceHost, walk: string): Array<{ name: string; template: string }> {
   const points = [{ name: "on SIGKILL delivery", template: attachSigkill }];
   // The while walk takes ~0.5 s to verify per probe: a second copy would push arming
-  // past 2 s on 0.17. 0.21 allows for-loops in one probe only.
+  // past 2 s on 0.17. 0.21 allows for-loops in one probe only (chooseWalk relies on it).
   const cheapToLoad = walk !== "while" && versionAtLeast(host.version, 0, 22);
   if (host.exitKeepsMm && cheapToLoad) points.push({ name: "on thread exit", template: attachExit });
   return points;
