@@ -25,6 +25,8 @@ export interface KillReporterOptions {
   fallback?(pid: number): { target?: GoTarget; why?: string; exe?: string };
 }
 
+const SYMBOLIZERS_KEPT = 4;
+
 /**
  * Turns a finished capture into its outputs, once per process: the profile file,
  * the event, and the summary on stderr. Shared by `run` and `watch`.
@@ -97,9 +99,15 @@ export class KillReporter {
     return this.o.placement(pid);
   }
 
-  /** Symbol tables are read once per binary, however many of its processes die. */
+  /**
+   * Symbol tables are read once per binary while its processes die together (a cgroup
+   * OOM-killed at once); only the last few binaries' are kept, as each holds its file.
+   */
   private symbolizer(t: GoTarget): Symbolizer | undefined {
-    if (!this.symbolizers.has(t)) this.symbolizers.set(t, loadSymbolizer(t));
+    if (!this.symbolizers.has(t)) {
+      if (this.symbolizers.size >= SYMBOLIZERS_KEPT) this.symbolizers.delete(this.symbolizers.keys().next().value!);
+      this.symbolizers.set(t, loadSymbolizer(t));
+    }
     return this.symbolizers.get(t);
   }
 }

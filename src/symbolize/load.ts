@@ -11,7 +11,7 @@ import type { Symbolizer } from "./types.ts";
  */
 export function loadSymbolizer(target: GoTarget): Symbolizer | undefined {
   try {
-    return GoSymbolizer.fromElf(target.elf);
+    return GoSymbolizer.fromElf(target.readElf());
   } catch (e) {
     if (!(e instanceof BadBinaryError)) throw e;
     log.warn(`${target.path}: cannot read its symbol tables (${e.message}); the profile will carry addresses only`);

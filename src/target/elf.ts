@@ -1,3 +1,4 @@
+import { fstatSync, readSync } from "node:fs";
 import { BadBinaryError } from "../errors.ts";
 
 /**
@@ -100,6 +101,23 @@ export class ElfFile {
     }
     this.segments = this.readSegments();
     this.sections = this.readSections();
+  }
+
+  /** Reads the whole file behind fd from its start (the fd stays open). */
+  static fromFd(fd: number, path: string): ElfFile {
+    let bytes: Uint8Array;
+    try {
+      const size = fstatSync(fd).size;
+      bytes = new Uint8Array(size);
+      for (let at = 0; at < size; ) {
+        const n = readSync(fd, bytes, at, size - at, at);
+        if (n === 0) throw new Error("file shrank while being read");
+        at += n;
+      }
+    } catch (e) {
+      throw new BadBinaryError(path, `cannot read: ${(e as Error).message}`);
+    }
+    return new ElfFile(path, bytes);
   }
 
   static async open(path: string): Promise<ElfFile> {

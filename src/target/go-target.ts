@@ -1,4 +1,4 @@
-import { statSync } from "node:fs";
+import { closeSync, openSync, statSync } from "node:fs";
 import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
@@ -38,8 +38,12 @@ export interface GoTarget {
   throwSymbol?: string;
   /** Where to count goroutines at death (known releases with a symbol table only). */
   goroutines?: GoroutineLayout;
-  /** The original ELF, kept for symbolization. */
-  elf: ElfFile;
+  /**
+   * Reads the binary again, for symbolization: through a descriptor held since discovery,
+   * so a binary deleted or replaced on disk meanwhile still reads as the one that ran,
+   * and without keeping every binary ever seen in memory (kubelet alone is 100 MB).
+   */
+  readElf(): ElfFile;
 }
 
 export interface GoRuntimeVars {
@@ -60,7 +64,22 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
   } catch (e) {
     throw new BadBinaryError(path, `cannot stat: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const elf = await ElfFile.open(path);
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new BadBinaryError(path, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return inspectGoBinary(path, st, fd);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number): GoTarget {
+  const elf = ElfFile.fromFd(fd, path);
   const buildInfo = readBuildInfo(elf);
   if (!buildInfo) throw new BadBinaryError(path, "not a Go program (no Go build info)");
   const sym = (name: string) => elf.symbol(name)?.value;
@@ -91,7 +110,7 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
-    elf,
+    readElf: () => ElfFile.fromFd(fd, path),
   };
 }
 
