@@ -300,6 +300,10 @@ export class ProbeSessions {
       if (this.nonGo.size >= MAX_NON_GO_REMEMBERED) this.nonGo.clear();
       this.nonGo.set(inode, why);
       return { path, why };
+    } finally {
+      // The whole binary was read; let a long-running watch give that memory back now
+      // rather than whenever the collector next runs.
+      Bun.gc(true);
     }
   }
 

@@ -78,6 +78,11 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
   }
 }
 
+/** A closure of its own: one made in inspectGoBinary would share (and keep) its scope's ElfFile. */
+function elfReader(fd: number, path: string): () => ElfFile {
+  return () => ElfFile.fromFd(fd, path);
+}
+
 function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number): GoTarget {
   const elf = ElfFile.fromFd(fd, path);
   const buildInfo = readBuildInfo(elf);
@@ -110,7 +115,7 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
-    readElf: () => ElfFile.fromFd(fd, path),
+    readElf: elfReader(fd, path),
   };
 }
 
