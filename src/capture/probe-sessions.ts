@@ -39,6 +39,9 @@ export type SessionMode =
 /** How long a replaced bpftrace keeps running, so a walk in progress in it can finish. */
 const RETIRE_GRACE_MS = 5000;
 
+/** watch stops walking a binary that has had no process for this long. */
+const PRUNE_AFTER_MS = Number(process.env.OOMPROF_PRUNE_AFTER_MS) || 60_000;
+
 /** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
 const MAX_NON_GO_REMEMBERED = 4096;
 
@@ -50,7 +53,10 @@ const MAX_NON_GO_REMEMBERED = 4096;
  */
 export class ProbeSessions {
   readonly assembler = new CaptureAssembler();
-  readonly targets: GoTarget[] = [];
+  /** Every target by id; a hole where one was pruned (ids in records stay valid). */
+  private byId: Array<GoTarget | undefined> = [];
+  /** When each target last had a live process (watch prunes those without). */
+  private lastLive = new Map<GoTarget, number>();
   /** run: programs exec'd in the child's tree, by pid. */
   readonly execs = new Map<number, ExecInfo>();
   readonly firstSeenMs = new Map<number, number>();
@@ -90,17 +96,49 @@ export class ProbeSessions {
     return n;
   }
 
+  /** The binaries walked now. */
+  get targets(): GoTarget[] {
+    return this.byId.filter((t): t is GoTarget => t !== undefined);
+  }
+
   targetById(id: number): GoTarget | undefined {
-    return this.targets[id];
+    return this.byId[id];
   }
 
   targetByInode(inode: number): GoTarget | undefined {
-    return this.targets.find((t) => t.inode === inode);
+    return this.byId.find((t) => t?.inode === inode);
+  }
+
+  /**
+   * watch: stops walking binaries that have had no process for PRUNE_AFTER_MS, so a host
+   * that builds and runs Go binaries all day (CI) does not grow the table, the open
+   * descriptors, or keep deleted binaries' blocks. Their rows go with one relaunch, which
+   * also forgets the executables seen, so a binary that runs again is read again.
+   */
+  prune(liveInodes: Set<number>, now = performance.now()): void {
+    const gone: GoTarget[] = [];
+    this.byId.forEach((t, id) => {
+      if (!t) return;
+      if (liveInodes.has(t.inode) || !this.lastLive.has(t)) this.lastLive.set(t, now);
+      else if (now - this.lastLive.get(t)! > PRUNE_AFTER_MS) {
+        gone.push(t);
+        this.byId[id] = undefined;
+        this.lastLive.delete(t);
+      }
+    });
+    if (!gone.length) return;
+    this.events.onVerbose?.(`no longer walking ${gone.length} binaries without processes: ${gone.map((t) => t.path).join(", ")}`);
+    // Released once the bpftrace that still has their rows is replaced (a kill meanwhile
+    // can still be symbolized through them).
+    this.relaunch()
+      .then(() => new Promise((r) => setTimeout(r, RETIRE_GRACE_MS)))
+      .catch(() => undefined)
+      .finally(() => gone.forEach((t) => t.release()));
   }
 
   /** Starts bpftrace with the initial targets and resolves with its probe count once attached. */
   start(initial: GoTarget[]): Promise<number> {
-    for (const t of initial) if (!this.targetByInode(t.inode) && this.walkable(t)) this.targets.push(t);
+    for (const t of initial) if (!this.targetByInode(t.inode) && this.walkable(t)) this.byId.push(t);
     return this.launch();
   }
 
@@ -109,7 +147,7 @@ export class ProbeSessions {
     for (const t of found) if (!this.walkable(t)) this.events.onTargetAdded?.(t);
     const fresh = found.filter((t) => this.walkable(t) && !this.targetByInode(t.inode));
     if (!fresh.length) return this.rebuild;
-    this.targets.push(...fresh);
+    this.byId.push(...fresh);
     return this.relaunch().then(() => {
       for (const t of fresh) {
         this.events.onVerbose?.(`walk attached for ${t.path} (${t.buildInfo.goVersion})`);
@@ -198,7 +236,8 @@ export class ProbeSessions {
   private uprobeLinks(): Map<number, string> {
     this.linkDir ??= mkdtempSync(join(tmpdir(), "oomprof-bin-"));
     const links = new Map<number, string>();
-    this.targets.forEach((t, id) => {
+    this.byId.forEach((t, id) => {
+      if (!t) return;
       const link = join(this.linkDir!, `t${id}`);
       try {
         if (statSync(t.path).ino !== t.inode) return;
@@ -216,7 +255,7 @@ export class ProbeSessions {
     const pages = bufferPages(this.host.version, this.expectedBuckets);
     const script = generateScript({
       host: this.host,
-      targets: this.targets,
+      targets: this.byId,
       victims: true,
       // A known binary is still stopped at exec when its memory profiling is off: `run`
       // turns it on before the runtime starts.

@@ -32,6 +32,7 @@ const DRAIN_MAX_MS = 60_000;
 /** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
 const NON_GO_SETTLE_MS = 300;
 const MIRROR_INTERVAL_MS = 1000;
+const PRUNE_CHECK_MS = Number(process.env.OOMPROF_PRUNE_CHECK_MS) || 15_000;
 /** How long a picked victim may go on running before it is reported as not killed. */
 const NOT_KILLED_GRACE_MS = 5000;
 
@@ -183,7 +184,11 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     }
   }, 50);
 
+  // Binaries whose processes are all gone stop being walked after a while.
+  const pruning = setInterval(() => sessions.prune(new Set(scanProcesses().map((p) => p.inode))), PRUNE_CHECK_MS);
+
   const code = await done;
+  clearInterval(pruning);
   clearInterval(settle);
   mirror.stop();
   for (const pid of pending.keys()) reporter.report(pid);

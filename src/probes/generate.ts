@@ -44,9 +44,11 @@ export function fillTemplate(template: string, values: Record<string, Fill>): st
 
 export interface ScriptOptions {
   host: BpftraceHost;
-  /** Go binaries to walk when they are killed; their index (plus firstTargetId) is the target id in records. */
-  targets: GoTarget[];
-  firstTargetId?: number;
+  /**
+   * Go binaries to walk when they are killed; a binary's index is its target id in the
+   * records. Holes are binaries no longer watched (ids stay stable across relaunches).
+   */
+  targets: ReadonlyArray<GoTarget | undefined>;
   /** Include the OOM-killer probes (one session per oomprof has them; extra walk-only sessions do not). */
   victims?: boolean;
   /** Stop programs exec'd under this pid that are not in knownInodes, for `run`. */
@@ -82,9 +84,10 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   if (opts.followExecs) {
     parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: unknownInode(opts.followExecs.knownInodes) }));
   }
-  if (opts.notifyExecs === "hold") parts.push(fillTemplate(execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(opts.targets.map((t) => t.inode)) }));
+  const targets = [...opts.targets.entries()].filter((e): e is [number, GoTarget] => e[1] !== undefined);
+  if (opts.notifyExecs === "hold") parts.push(fillTemplate(execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(targets.map(([, t]) => t.inode)) }));
   else if (opts.notifyExecs) parts.push(execNotify);
-  if (opts.targets.length) parts.push(...walkParts(opts, walk));
+  if (targets.length) parts.push(...walkParts(opts, targets, walk));
   if (opts.canary) parts.push(fillTemplate(canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
@@ -94,10 +97,10 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
  * number of binaries, the goroutine count beside each, Go's runtime OOM throw per binary
  * (a uprobe names its binary), and the exit marker that forgets a walked process.
  */
-function walkParts(opts: ScriptOptions, walk: WalkVariant): string[] {
-  const rows = opts.targets.map((t, i) => fillTemplate(targetRow, targetValues(t, (opts.firstTargetId ?? 0) + i))).join("");
+function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTarget]>, walk: WalkVariant): string[] {
+  const rows = targets.map(([id, t]) => fillTemplate(targetRow, targetValues(t, id))).join("");
   const parts = [targetTable.replace("{{TARGET_ROWS}}\n", rows)];
-  const counted = opts.targets.some((t) => t.goroutines);
+  const counted = targets.some(([, t]) => t.goroutines);
   for (const attach of walkAttachPoints(opts.host, walk.name)) {
     const header = attach.template.trimEnd();
     const template = walk.template.replace("{{ATTACH}}", header).replace("{{WALK_START}}\n", walkStart);
@@ -105,12 +108,11 @@ function walkParts(opts: ScriptOptions, walk: WalkVariant): string[] {
     // Needs a release whose struct layout is known; the table says which binaries have one.
     if (counted) parts.push(fillTemplate(goroutineCount.replace("{{ATTACH}}", header), { ATTACH_NAME: attach.name, MAX_PROCS: MAX_PROCS_SUMMED }));
   }
-  opts.targets.forEach((target, i) => {
-    const id = (opts.firstTargetId ?? 0) + i;
+  for (const [id, target] of targets) {
     const link = opts.uprobeLinks?.get(id);
     // Go's own out-of-memory throw: the message is read under the register ABI (amd64).
     if (link && target.throwSymbol && target.arch === "amd64") parts.push(fillTemplate(oomThrow, { TARGET_ID: id, TARGET_LINK: link, THROW_SYMBOL: target.throwSymbol }));
-  });
+  }
   parts.push(exitMarker.replace("{{GOROUTINES_CLEANUP}}\n", counted ? "  delete(@goroutines_done[args->pid]);\n" : ""));
   return parts;
 }

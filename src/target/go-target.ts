@@ -44,6 +44,8 @@ export interface GoTarget {
    * and without keeping every binary ever seen in memory (kubelet alone is 100 MB).
    */
   readElf(): ElfFile;
+  /** Closes the descriptor (a deleted binary's blocks are freed); readElf then fails. */
+  release(): void;
 }
 
 export interface GoRuntimeVars {
@@ -78,9 +80,19 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
   }
 }
 
-/** A closure of its own: one made in inspectGoBinary would share (and keep) its scope's ElfFile. */
-function elfReader(fd: number, path: string): () => ElfFile {
-  return () => ElfFile.fromFd(fd, path);
+/** Closures of their own: ones made in inspectGoBinary would share (and keep) its scope's ElfFile. */
+function elfReader(fd: number, path: string): Pick<GoTarget, "readElf" | "release"> {
+  let open = true;
+  return {
+    readElf() {
+      if (!open) throw new BadBinaryError(path, "no longer watched (its descriptor is closed)");
+      return ElfFile.fromFd(fd, path);
+    },
+    release() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
 function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number): GoTarget {
@@ -115,7 +127,7 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
-    readElf: elfReader(fd, path),
+    ...elfReader(fd, path),
   };
 }
 

@@ -1,0 +1,80 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { chmodSync, copyFileSync, readdirSync, statSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { KillEvent } from "../../src/output/events.ts";
+import { testCgroup } from "../helpers/cgroup.ts";
+import { buildGoProgram } from "../helpers/go.ts";
+import { LineReader } from "../helpers/lines.ts";
+import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
+
+setDefaultTimeout(180_000);
+
+/** Processes holding a descriptor to the file with this inode (a deleted one included). */
+function holdersOf(inode: number): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (statSync(`/proc/${pid}/fd/${fd}`).ino === inode) out.push(Number(pid));
+        } catch {
+          /* closed meanwhile */
+        }
+      }
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return out;
+}
+
+async function freshCopy(of: string): Promise<string> {
+  const path = join(tempDir(), "leaker");
+  copyFileSync(of, path);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+describe("oomprof watch forgets Go binaries whose processes are all gone", () => {
+  test("a deleted one is let go (no descriptor pins its blocks), and one that runs again is walked again", async () => {
+    const built = await buildGoProgram("leaker");
+    const deleted = await freshCopy(built);
+    const returning = await freshCopy(built);
+    const deletedInode = statSync(deleted).ino;
+    const watch = Bun.spawn([...oomprofArgv(), "watch", "--verbose", "--out", tempDir(), "--events", "-"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, OOMPROF_PRUNE_AFTER_MS: "1500", OOMPROF_PRUNE_CHECK_MS: "300" },
+    });
+    const events = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
+    const log = new LineReader(watch.stderr as ReadableStream<Uint8Array>);
+    try {
+      await events.waitFor((l) => l.includes('"event":"ready"'), 60_000);
+      // Both run for about two seconds, long enough to be read and walked, then exit.
+      const env = { ...process.env, STEP_SLEEP_US: "10000", EXIT_AFTER_STEPS: "200" };
+      const runs = [deleted, returning].map((p) => Bun.spawn([p], { env, stdout: "ignore", stderr: "ignore" }));
+      for (const p of [deleted, returning]) await log.waitFor((l) => l.includes(`walk attached for ${p}`), 60_000);
+      for (const r of runs) expect(await r.exited).toBe(3);
+      unlinkSync(deleted);
+
+      await log.waitFor((l) => l.includes("no longer walking") && l.includes(deleted) && l.includes(returning), 60_000);
+      // Let go once the bpftrace that still had its row is replaced (after a grace period).
+      const deadline = Date.now() + 30_000;
+      while (holdersOf(deletedInode).length && Date.now() < deadline) await Bun.sleep(250);
+      expect(holdersOf(deletedInode)).toEqual([]);
+
+      // Runs again: read and walked again, and its OOM kill is profiled.
+      const cg = testCgroup(96 << 20);
+      const again = Bun.spawn(cg.argv([returning]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
+      expect(await again.exited).toBe(137);
+      const kill = KillEvent.parse(JSON.parse(await events.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${again.pid},`), 30_000)));
+      cg.remove();
+      expect(kill.exe).toBe(returning);
+      expect(kill.complete).toBe(true);
+      expect(kill.profile).not.toBeNull();
+    } finally {
+      watch.kill("SIGTERM");
+      await watch.exited;
+    }
+  });
+});
