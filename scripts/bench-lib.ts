@@ -222,6 +222,16 @@ export function procStat(pid: number): ProcStat | undefined {
 }
 
 /** VmRSS in KiB, or 0 when the process is gone. */
+/** Proportional set size: shared pages split among their users, and a page mapped twice counted once. */
+export function pssKiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export function rssKiB(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -48,6 +48,7 @@ import {
   parseFlags,
   processTree,
   readEvents,
+  pssKiB,
   rssKiB,
   sleep,
   table,
@@ -240,10 +241,11 @@ function treeTicks(rootPid: number): number {
   return oomprofTree(rootPid).reduce((s, p) => s + p.cpuTicks + p.childTicks, 0);
 }
 
-function treeRss(rootPid: number): { oomprofKiB: number; bpftraceKiB: number; otherKiB: number } {
-  const r = { oomprofKiB: 0, bpftraceKiB: 0, otherKiB: 0 };
+function treeRss(rootPid: number): { oomprofKiB: number; bpftraceKiB: number; otherKiB: number; pssKiB: number } {
+  const r = { oomprofKiB: 0, bpftraceKiB: 0, otherKiB: 0, pssKiB: 0 };
   for (const p of oomprofTree(rootPid)) {
     const kib = rssKiB(p.pid);
+    if (p.comm === "bpftrace" || p.comm === "oomprof" || p.comm === "bun") r.pssKiB += pssKiB(p.pid);
     if (p.comm === "bpftrace") r.bpftraceKiB += kib;
     else if (p.comm === "oomprof" || p.comm === "bun") r.oomprofKiB += kib;
     else r.otherKiB += kib;
@@ -445,6 +447,7 @@ try {
         fmtStats(rows.map((r) => r.rss.oomprofKiB / 1024), 1),
         fmtStats(rows.map((r) => r.rss.bpftraceKiB / 1024), 1),
         fmtStats(rows.map((r) => (r.rss.oomprofKiB + r.rss.bpftraceKiB + r.rss.otherKiB) / 1024), 1),
+        fmtStats(rows.map((r) => r.rss.pssKiB / 1024), 1),
         noisy.length ? fmtStats(noisy.map((r) => r.cpuPct), 1) : "-",
       ];
     };
@@ -468,12 +471,13 @@ try {
       await stopSleepers();
     }
     const t2 = table(
-      ["host", "reps", "go_processes", "spawn→ready ms", "armed_ms", "CPU % of a core", "of which oomprof %", "RSS oomprof MiB", "RSS bpftrace MiB", "RSS total MiB", "noisy reps' CPU %"],
+      ["host", "reps", "go_processes", "spawn→ready ms", "armed_ms", "CPU % of a core", "of which oomprof %", "RSS oomprof MiB", "RSS bpftrace MiB", "RSS total MiB", "PSS oomprof+bpftrace MiB", "noisy reps' CPU %"],
       rows,
     );
     out.push(
       `== idle oomprof watch (median [min–max] over quiet reps; CPU over ${idleSeconds} s starting 3 s after ready; ${prog.goVersion} idle programs)\n${t2}\n` +
-        `a rep is noisy (retried, up to ${idleRetries} extra) when watch restarted bpftrace, reported other processes, or others used > ${NOISY_CORES} cores`,
+        `a rep is noisy (retried, up to ${idleRetries} extra) when watch restarted bpftrace, reported other processes, or others used > ${NOISY_CORES} cores\n` +
+        "PSS splits pages shared with other processes and counts once a page mapped twice (bpftrace 0.19+ maps its ring buffer's pages twice, so RSS counts them twice)",
     );
     console.log(`\n${out[out.length - 1]}`);
   }
