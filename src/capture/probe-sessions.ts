@@ -36,8 +36,10 @@ export type SessionMode =
   /** watch: hear about every new executable on the host; hold: stop each until it is read. */
   | { kind: "watch"; hold: boolean };
 
-/** How long a replaced bpftrace keeps running, so a walk in progress in it can finish. */
+/** How long a replaced bpftrace may keep running, so a walk in progress in it can finish. */
 const RETIRE_GRACE_MS = 5000;
+/** How long a replaced bpftrace's output is read before it is judged idle. */
+const RETIRE_SETTLE_MS = 300;
 
 /** watch stops walking a binary that has had no process for this long. */
 const PRUNE_AFTER_MS = Number(process.env.OOMPROF_PRUNE_AFTER_MS) || 60_000;
@@ -64,6 +66,7 @@ export class ProbeSessions {
   private current: BpftraceSession | undefined;
   /** Every bpftrace still running: the current one, retiring ones, one still attaching. */
   private live = new Set<BpftraceSession>();
+  private walking = new Map<BpftraceSession, Set<number>>();
   private retiredLost = 0;
   private stopping = false;
   private nonGo = new Map<number, string>();
@@ -269,7 +272,10 @@ export class ProbeSessions {
     const session = new BpftraceSession(
       { bpftracePath: this.host.path, script: script.text, unsafe: script.unsafe, canaryNonce: this.sessionCount, bufferPages: pages },
       {
-        onRecord: (r) => this.handle(r),
+        onRecord: (r) => {
+          this.noteWalk(session, r);
+          this.handle(r);
+        },
         onBadRecord: (line, why) => this.events.onWarning(`unparseable probe record (${why}): ${line.slice(0, 120)}`),
         onHelperError: (msg) => this.events.onVerbose?.(`bpftrace helper error: ${msg}`),
       },
@@ -285,19 +291,49 @@ export class ProbeSessions {
     this.current = session;
     this.pages = pages;
     this.capacity = bucketCapacity(this.host.version, pages);
-    if (old) {
-      // A walk may be under way in the old session right now (a kill during the
-      // relaunch): let it finish before stopping it, and count what it lost to the end.
-      setTimeout(() => {
-        old.stop();
-        void old.exited.then(() => {
-          this.retiredLost += old.lostEvents;
-          // Only now: pages the old bpftrace also maps are not paged out.
-          this.dropCompilerPages(session);
-        });
-      }, RETIRE_GRACE_MS);
-    } else this.dropCompilerPages(session);
+    if (old) this.retire(old, session);
+    else this.dropCompilerPages(session);
     return probes;
+  }
+
+  /** Walks each bpftrace has started (H) and not yet ended (E, or X: the process is gone). */
+  private noteWalk(session: BpftraceSession, r: WalkRecord): void {
+    if (r.tag !== "H" && r.tag !== "E" && r.tag !== "X") return;
+    let walking = this.walking.get(session);
+    if (!walking) this.walking.set(session, (walking = new Set()));
+    if (r.tag === "H") walking.add(r.pid);
+    else walking.delete(r.pid);
+  }
+
+  /**
+   * Stops a replaced bpftrace. A walk it started before its successor attached would not
+   * start again there (each thread's SIGKILL fires once), so it is let finish, for up to
+   * RETIRE_GRACE_MS; with none under way it stops at once, so bpftraces do not pile up
+   * (each holds ~40 MB, and its ring buffer) when new binaries keep appearing.
+   */
+  private retire(old: BpftraceSession, successor: BpftraceSession): void {
+    const stop = () => {
+      old.stop();
+      void old.exited.then(() => {
+        this.walking.delete(old);
+        // Count what it lost to the end.
+        this.retiredLost += old.lostEvents;
+        // Only now: pages the old bpftrace also maps are not paged out.
+        this.dropCompilerPages(successor);
+      });
+    };
+    // First let records already in its buffers arrive: a walk's H may be in flight.
+    setTimeout(() => {
+      const started = [...(this.walking.get(old) ?? [])];
+      if (!started.length) return stop();
+      const deadline = performance.now() + RETIRE_GRACE_MS;
+      const timer = setInterval(() => {
+        const walking = this.walking.get(old);
+        if (performance.now() < deadline && started.some((pid) => walking?.has(pid))) return;
+        clearInterval(timer);
+        stop();
+      }, 50);
+    }, RETIRE_SETTLE_MS);
   }
 
   /** An attached bpftrace needs its compiler no more: give those pages back (see pageout.ts). */
