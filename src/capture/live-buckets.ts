@@ -1,4 +1,5 @@
 import type { GoTarget } from "../target/go-target.ts";
+import { goroutineCount, MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
 import type { ProcessMemory } from "../target/proc.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
 
@@ -24,6 +25,27 @@ export function readProfileState(mem: ProcessMemory, target: GoTarget, bias: num
     if (b) cycle = target.vars.cycle.shifted ? b.readUInt32LE(0) >>> 1 : b.readUInt32LE(0);
   }
   return { head, memProfileRate: rate, cycle };
+}
+
+/** Goroutines in a live process, read as the goroutine probe reads them at death. */
+export function readLiveGoroutines(mem: ProcessMemory, target: GoTarget, bias: number): { count: number; atMost: boolean } | undefined {
+  const g = target.goroutines;
+  if (!g) return undefined;
+  const i32 = (addr: number) => mem.read(addr, 4)?.readInt32LE(0);
+  const allglen = mem.u64(Number(g.allglen) + bias);
+  const schedFree = i32(Number(g.sched) + g.schedGFreeN + bias);
+  const ngsys = i32(Number(g.sched) + g.schedNgsys + bias);
+  const allp = mem.u64(Number(g.allp) + bias);
+  const procs = mem.u64(Number(g.allp) + 8 + bias);
+  if (allglen === undefined || schedFree === undefined || ngsys === undefined || allp === undefined || procs === undefined) return undefined;
+  let procsFree = 0;
+  for (let i = 0; i < Math.min(procs, MAX_PROCS_SUMMED); i++) {
+    const p = mem.u64(allp + i * 8);
+    const n = p === undefined ? undefined : i32(p + g.pGFreeN);
+    if (n === undefined) return undefined;
+    procsFree += n;
+  }
+  return goroutineCount({ allglen, schedFree, ngsys, procsFree, procs });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
+import { goroutineCount } from "../target/runtime-layout.ts";
 import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
 
 /** One bucket of the victim's memory profile, as read at its death. */
@@ -139,7 +139,7 @@ export class CaptureAssembler {
       if (!missingCounters && at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
     }
     const { counters: _counters, stacks: _stacks, ...facts } = s;
-    return { ...facts, buckets, goroutines: goroutineCount(s.goroutinesAtDeath), complete: gaps.length === 0, gaps };
+    return { ...facts, buckets, goroutines: s.goroutinesAtDeath && goroutineCount(s.goroutinesAtDeath), complete: gaps.length === 0, gaps };
   }
 
   private state(pid: number): ProcessState {
@@ -164,8 +164,3 @@ function hasGaps(stack: number[], nstk: number): boolean {
   return false;
 }
 
-/** runtime.gcount(): every g made, less the free ones and the runtime's own; never below 1. */
-function goroutineCount(g: GoroutinesRecord | undefined): ProcessCapture["goroutines"] {
-  if (!g) return undefined;
-  return { count: Math.max(1, g.allglen - g.schedFree - g.ngsys - g.procsFree), atMost: g.procs > MAX_PROCS_SUMMED };
-}

@@ -1,9 +1,9 @@
 import { readFileSync, readlinkSync } from "node:fs";
 import { z } from "zod";
-import { readLiveBuckets, readProfileState } from "../capture/live-buckets.ts";
+import { readLiveBuckets, readLiveGoroutines, readProfileState } from "../capture/live-buckets.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
-import { formatBytes } from "../output/format.ts";
+import { formatBytes, formatGoroutines } from "../output/format.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { writeHeapProfile } from "../output/report-kill.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
@@ -53,7 +53,18 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
     const bias = loadBias(target, readMaps(pid));
     const state = readProfileState(mem, target, bias);
     if (!state) throw new UserError(`pid ${pid}: cannot read its Go runtime state`);
-    const base = { event: "snapshot" as const, time: nowIso(), pid, comm, exe: target.path, go_version: target.buildInfo.goVersion, memprofile_rate: state.memProfileRate };
+    const goroutines = readLiveGoroutines(mem, target, bias);
+    const base = {
+      event: "snapshot" as const,
+      time: nowIso(),
+      pid,
+      comm,
+      exe: target.path,
+      go_version: target.buildInfo.goVersion,
+      memprofile_rate: state.memProfileRate,
+      goroutines: goroutines?.count ?? null,
+      goroutines_upper_bound: goroutines?.atMost ?? false,
+    };
     if (state.memProfileRate === 0) {
       log.warn(`pid ${pid} (${comm}): ${DISABLED_HINT}`);
       events.emit({ ...base, profile: null, reason: DISABLED_HINT, buckets: 0, complete: false, inuse_bytes: 0, gc_live_bytes: 0, top: [] });
@@ -85,7 +96,8 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       gc_live_bytes: sites.totals.gcLive,
       top: sites.sites.slice(0, 10).map((s) => ({ function: s.function, inuse_bytes: s.bytes.inuse, share: Number(s.share.inuse.toFixed(4)) })),
     });
-    log.info(`snapshot of ${comm} (pid ${pid}): ${buckets.length} buckets, heap in use ${formatBytes(sites.totals.inuse)}; ${path}`);
+    const counted = goroutines ? `, ${formatGoroutines(goroutines.count, goroutines.atMost)}` : "";
+    log.info(`snapshot of ${comm} (pid ${pid}): ${buckets.length} buckets, heap in use ${formatBytes(sites.totals.inuse)}${counted}; ${path}`);
     return 0;
   } finally {
     mem.close();

@@ -87,6 +87,8 @@ export const SnapshotEvent = z.object({
   memprofile_rate: z.number().int(),
   inuse_bytes: z.number(),
   gc_live_bytes: z.number(),
+  goroutines: z.number().int().nullable().describe("as runtime.NumGoroutine counts them; null where the Go release's layout is unknown or the binary is stripped"),
+  goroutines_upper_bound: z.boolean(),
   top: z.array(z.object({ function: z.string(), inuse_bytes: z.number(), share: z.number() })),
 });
 

@@ -13,3 +13,8 @@ export function formatBytes(n: number): string {
 export function formatPercent(share: number): string {
   return `${(share * 100).toFixed(1)}%`;
 }
+
+/** "1,234 goroutines", or "at most 1,234 goroutines" when the count is an upper bound. */
+export function formatGoroutines(count: number, atMost: boolean): string {
+  return `${atMost ? "at most " : ""}${count.toLocaleString("en-US")} goroutine${count === 1 ? "" : "s"}`;
+}

@@ -1,6 +1,6 @@
 import type { SiteTable } from "../profile/sites.ts";
 import type { KillEvent } from "./events.ts";
-import { formatBytes, formatPercent } from "./format.ts";
+import { formatBytes, formatGoroutines, formatPercent } from "./format.ts";
 
 const TOP = 8;
 /** Sites whose share differs by this much between the two views are named. */
@@ -25,7 +25,7 @@ export function renderKillSummary(e: KillEvent, table: SiteTable | undefined, st
   const trigger = e.trigger && e.trigger.pid !== e.pid ? `, triggered by ${e.trigger.comm} (pid ${e.trigger.pid})` : "";
   const where = e.cgroup ? ` in cgroup ${e.cgroup}${e.limit_bytes ? ` (limit ${formatBytes(e.limit_bytes)})` : ""}` : "";
   lines.push(style.red(style.bold(`oomprof: ${what} of ${e.comm} (pid ${e.pid})${trigger}${where}`)));
-  const goroutines = e.goroutines === null ? undefined : `${e.goroutines_upper_bound ? "at most " : ""}${e.goroutines.toLocaleString("en-US")} goroutine${e.goroutines === 1 ? "" : "s"}`;
+  const goroutines = e.goroutines === null ? undefined : formatGoroutines(e.goroutines, e.goroutines_upper_bound);
   if (e.anon_rss_kb !== null) {
     const rss = (e.anon_rss_kb + (e.file_rss_kb ?? 0) + (e.shmem_rss_kb ?? 0)) * 1024;
     const heap = e.profile ? `; Go heap in use ${formatBytes(e.inuse_bytes)}, live at last GC ${formatBytes(e.gc_live_bytes)}` : "";

@@ -51,3 +51,19 @@ export function goroutineLayout(elf: ElfFile, goVersion: string): GoroutineLayou
   if (!fields || allglen === undefined || allp === undefined || sched === undefined) return undefined;
   return { allglen, allp, sched, ...fields };
 }
+
+/** What runtime.gcount() reads, however it was read (by the probes at death, or live). */
+export interface GcountInputs {
+  allglen: number;
+  schedFree: number;
+  ngsys: number;
+  /** Σ p.gFree.n over the first min(procs, MAX_PROCS_SUMMED) Ps. */
+  procsFree: number;
+  /** len(allp). */
+  procs: number;
+}
+
+/** runtime.gcount(): every g made, less the free ones and the runtime's own; never below 1. */
+export function goroutineCount(g: GcountInputs): { count: number; atMost: boolean } {
+  return { count: Math.max(1, g.allglen - g.schedFree - g.ngsys - g.procsFree), atMost: g.procs > MAX_PROCS_SUMMED };
+}

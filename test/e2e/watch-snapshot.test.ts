@@ -115,7 +115,7 @@ describe("oomprof watch --hold-new-binaries", () => {
 describe("oomprof snapshot", () => {
   test("profiles a live Go process, which is still alive afterwards", async () => {
     const leaker = await buildGoProgram("leaker");
-    const p = Bun.spawn([leaker], { env: { ...process.env, STEP_SLEEP_US: "20000" }, stdout: "ignore" });
+    const p = Bun.spawn([leaker], { env: { ...process.env, STEP_SLEEP_US: "20000", GOROUTINES: "100" }, stdout: "ignore" });
     try {
       await Bun.sleep(1500);
       const out = tempDir();
@@ -127,6 +127,9 @@ describe("oomprof snapshot", () => {
       expect(ev.buckets).toBeGreaterThan(0);
       expect(existsSync(ev.profile!)).toBe(true);
       expect(pprofTop(ev.profile!, "inuse_space").flat.has("main.leakStep")).toBe(true);
+      // The parked goroutines and main, read live the way the probe reads them at death.
+      expect(ev.goroutines).toBeGreaterThanOrEqual(101);
+      expect(ev.goroutines).toBeLessThanOrEqual(105);
       expect(p.exitCode).toBeNull();
       expect(() => process.kill(p.pid, 0)).not.toThrow();
     } finally {
