@@ -5,12 +5,14 @@ import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
 import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
+import { liveState } from "../process/liveness.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BadBinaryError } from "../errors.ts";
 import { enableMemoryProfiling } from "../target/enable-profiling.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
+import { scanProcesses } from "../target/process-scan.ts";
 import { CaptureAssembler } from "./walk-capture.ts";
 
 export interface ProbeSessionEvents {
@@ -183,8 +185,20 @@ export class ProbeSessions {
     return this.mode.kind === "run" || !t.memProfilingDisabled;
   }
 
-  /** Starts bpftrace again with every known walk (after it died). */
+  /**
+   * Starts bpftrace again with every known walk (after it died). With --hold-new-binaries,
+   * a process it stopped at exec whose N record died with it would wait forever: every
+   * stopped process whose executable oomprof has not read must be one of those (any other
+   * executable's first exec is held and read), so it is continued.
+   */
   restart(): Promise<number> {
+    if (this.mode.kind === "watch" && this.mode.hold) {
+      for (const p of scanProcesses()) {
+        if (this.targetByInode(p.inode) || this.nonGo.has(p.inode) || liveState(p.pid) !== "T") continue;
+        this.events.onVerbose?.(`continuing pid ${p.pid}, held at exec by the bpftrace that died`);
+        resume(p.pid);
+      }
+    }
     return this.launch();
   }
 

@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { continueStoppedTree } from "../process/liveness.ts";
 import { dieWithParent } from "../process/parent-death.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
@@ -155,6 +156,9 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       onSessionLost(whyLost) {
         reporter.bpftraceLost = whyLost;
         log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
+        // A program held at exec whose stop bpftrace never reported would wait forever.
+        const continued = continueStoppedTree(child.pid);
+        if (continued.length) log.verbose(`continued ${continued.length} programs held at exec: ${continued.join(", ")}`);
       },
     });
     sessions = probeSessions;
@@ -229,9 +233,14 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       const walkable = c.header || probeSessions.execs.get(pid)?.target || (pid === child.pid && target);
       return !walkable;
     };
+    // A Go program the child ran may have died just before it: its records were all
+    // written before the child could see that death, but may not be read yet. Wait for
+    // the stream to go quiet once, so its report comes before the exit event.
+    const descendants = [...probeSessions.execs.values()].some((e) => e.target);
+    const quiet = () => performance.now() - lastRecordAt >= EXIT_QUIET_MS;
     if (!reporter.bpftraceLost) {
       const hardDeadline = performance.now() + DRAIN_MAX_MS;
-      while (performance.now() < hardDeadline && performance.now() - lastRecordAt < DRAIN_IDLE_MS && !ours().every(settled)) {
+      while (performance.now() < hardDeadline && performance.now() - lastRecordAt < DRAIN_IDLE_MS && (!ours().every(settled) || (descendants && !quiet()))) {
         await new Promise<void>((res) => {
           wake = res;
           setTimeout(res, 50);

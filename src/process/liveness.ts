@@ -1,11 +1,11 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { z } from "zod";
 
 /** PF_EXITING in /proc/PID/stat's flags: the task has started do_exit(). */
 const PF_EXITING = 0x4;
 const SIGKILL_BIT = 1n << 8n;
 
-const Stat = z.object({ state: z.string().length(1), flags: z.number().int().nonnegative() });
+const Stat = z.object({ state: z.string().length(1), ppid: z.number().int().nonnegative(), flags: z.number().int().nonnegative() });
 
 export interface Liveness {
   /** The one-letter state from /proc/PID/stat (R, S, D, T...). */
@@ -44,9 +44,36 @@ function readStat(pid: number): z.infer<typeof Stat> | undefined {
     const raw = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the comm, which may itself contain spaces and parentheses.
     const f = raw.slice(raw.lastIndexOf(")") + 2).split(" ");
-    const stat = Stat.parse({ state: f[0], flags: Number(f[6]) });
+    const stat = Stat.parse({ state: f[0], ppid: Number(f[1]), flags: Number(f[6]) });
     return stat.state === "Z" || stat.state === "X" ? undefined : stat;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Continues every stopped process in rootPid's tree (rootPid included). Programs are
+ * stopped at exec until oomprof has read them; if bpftrace dies with such a stop
+ * unreported, nothing else would ever continue them.
+ */
+export function continueStoppedTree(rootPid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readStat(Number(name));
+    if (stat) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), Number(name)]);
+  }
+  const continued: number[] = [];
+  for (const queue = [rootPid]; queue.length; ) {
+    const pid = queue.shift()!;
+    queue.push(...(children.get(pid) ?? []));
+    if (readStat(pid)?.state !== "T") continue;
+    try {
+      process.kill(pid, "SIGCONT");
+      continued.push(pid);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return continued;
 }
