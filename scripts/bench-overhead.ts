@@ -409,7 +409,7 @@ try {
         const t0 = wallMs();
         const busy0 = hostBusyMs();
         const k0 = treeTicks(w.proc.pid);
-        const own = () => oomprofTree(w.proc.pid).find((p) => p.comm !== "bpftrace")?.cpuTicks ?? 0;
+        const own = () => oomprofTree(w.proc.pid).find((p) => p.comm === "oomprof" || p.comm === "bun")?.cpuTicks ?? 0;
         const o0 = own();
         const seen = trackBpftrace(w.proc.pid);
         await sleep(idleSeconds * 1000);

@@ -90,9 +90,12 @@ export class ProbeSessions {
     private events: ProbeSessionEvents,
   ) {
     // A process can make its stacks and die within a second, before the mirror sees them
-    // and the buffer grows. 0.19+ share one ring buffer, so it starts large (32 MiB, about
-    // 100,000 buckets); 0.17-0.18 have one per CPU, so they start at 20,000 buckets' worth.
-    this.expectedBuckets = versionAtLeast(host.version, 0, 19) ? 90_000 : 20_000;
+    // and the buffer grows. 0.19+ share one ring buffer, so it starts large: 32 MiB (about
+    // 100,000 buckets) for `run`, whose programs may be born to die; 16 MiB (about 50,000)
+    // for `watch`, which mostly meets long-lived services the mirror sizes it for, and
+    // whose resident memory counts (bpftrace maps the ring twice: RSS shows it doubled).
+    // 0.17-0.18 have one buffer per CPU, so they start at 20,000 buckets' worth.
+    this.expectedBuckets = !versionAtLeast(host.version, 0, 19) ? 20_000 : mode.kind === "run" ? 90_000 : 45_000;
   }
 
   get lostEvents(): number {
