@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import type { GoTarget } from "../target/go-target.ts";
 import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
-import { readLiveBuckets, readProfileState } from "./live-buckets.ts";
+import { readLiveBuckets } from "./live-buckets.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
 
 interface Tracked {
@@ -74,9 +74,10 @@ export class LiveMirror {
       }
     }
     for (const [, t] of this.tracked) {
-      const state = readProfileState(t.mem, t.target, t.bias);
-      if (!state || state.head === 0) continue;
-      const { buckets } = readLiveBuckets(t.mem, state.head, t.buckets);
+      // Only the list head: one read per process per pass, which is all an idle one costs.
+      const head = t.mem.u64(Number(t.target.vars.mbuckets) + t.bias);
+      if (!head) continue;
+      const { buckets } = readLiveBuckets(t.mem, head, t.buckets);
       for (const b of buckets) t.buckets.set(b.address, b);
     }
     let total = 0;

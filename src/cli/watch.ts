@@ -176,13 +176,16 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       walkExpected.delete(pid);
       mirror.forget(pid);
     }
-    // Forget mirrors of processes that exited without being killed.
-    if (mirror.pids().length > 0) {
+    // Forget mirrors of processes that exited without being killed: at the mirror's pace,
+    // not every 50 ms (a syscall per mirrored process).
+    if (now - lastForgetCheck >= MIRROR_INTERVAL_MS) {
+      lastForgetCheck = now;
       for (const pid of mirror.pids()) {
         if (!pending.has(pid) && !processExists(pid)) mirror.forget(pid);
       }
     }
   }, 50);
+  let lastForgetCheck = 0;
 
   // Binaries whose processes are all gone stop being walked after a while.
   const pruning = setInterval(() => sessions.prune(new Set(scanProcesses().map((p) => p.inode))), PRUNE_CHECK_MS);
