@@ -65,7 +65,11 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
         cgroups.set(pid, processCgroup(pid) ?? null);
         try {
           exes.set(pid, readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
-          if (sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino)) walkExpected.add(pid);
+          const target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
+          if (target) {
+            walkExpected.add(pid);
+            victimTargets.set(pid, target);
+          }
         } catch {
           /* already gone */
         }
@@ -116,6 +120,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const exes = new Map<number, string>();
   /** Victims whose binary oomprof walks: their walk is waited for. */
   const walkExpected = new Set<number>();
+  const victimTargets = new Map<number, GoTarget>();
   const probes = await sessions.start(initial);
   initial.forEach(announce);
   const armedMs = Math.round(performance.now() - t0);
@@ -148,7 +153,9 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     placement: (pid) => ({ cgroup: cgroups.get(pid) ?? null, limitBytes: null }),
     fallback: (pid) => {
       const exe = exes.get(pid);
-      return { exe, why: exe ? `${exe}: not a Go program oomprof walks` : undefined };
+      // A Go binary oomprof knows, whose walk had not run (not attached yet, say): say so.
+      const target = victimTargets.get(pid);
+      return { exe, target, why: exe && !target ? `${exe}: not a Go program oomprof walks` : undefined };
     },
   });
 
@@ -174,6 +181,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       cgroups.delete(pid);
       exes.delete(pid);
       walkExpected.delete(pid);
+      victimTargets.delete(pid);
       mirror.forget(pid);
     }
     // Forget mirrors of processes that exited without being killed: at the mirror's pace,
