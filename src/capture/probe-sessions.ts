@@ -71,7 +71,8 @@ export class ProbeSessions {
   private walking = new Map<BpftraceSession, Set<number>>();
   private retiredLost = 0;
   private stopping = false;
-  private nonGo = new Map<number, string>();
+  /** Non-Go executables by inode, with the size and mtime that tell a reused inode apart. */
+  private nonGo = new Map<number, { why: string; stamp: string }>();
   private rebuild: Promise<void> = Promise.resolve();
   /** A relaunch queued behind the current one and not started yet. */
   private queuedLaunch: Promise<void> | undefined;
@@ -379,8 +380,9 @@ export class ProbeSessions {
     }
     const known = this.targetByInode(inode);
     if (known) return { path, target: known };
+    const stamp = fileStamp(pid);
     const remembered = this.nonGo.get(inode);
-    if (remembered) return { path, why: remembered };
+    if (remembered && remembered.stamp === stamp) return { path, why: remembered.why };
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
       if (statSync(`/proc/${pid}/exe`).ino !== inode) return { path, why: "exec'd again before it could be read" };
@@ -390,7 +392,7 @@ export class ProbeSessions {
     } catch (e) {
       const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe: `, "") : (e as Error).message;
       if (this.nonGo.size >= MAX_NON_GO_REMEMBERED) this.nonGo.clear();
-      this.nonGo.set(inode, why);
+      this.nonGo.set(inode, { why, stamp });
       return { path, why };
     } finally {
       // The whole binary was read; let a long-running watch give that memory back now
@@ -420,12 +422,27 @@ export class ProbeSessions {
   /** watch: an executable seen for the first time; add a walk if it is Go, then resume it if it was held. */
   private async onNewExecutable(pid: number, inode: number, held: boolean): Promise<void> {
     try {
-      if (this.targetByInode(inode) || this.nonGo.has(inode)) return;
+      // A remembered non-Go inode may have been freed and reused by a new binary since.
+      if (this.targetByInode(inode) || this.nonGo.get(inode)?.stamp === fileStamp(pid)) return;
       const info = await this.inspect(pid, inode);
       if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
     } finally {
       if (held) resume(pid);
     }
+  }
+}
+
+/**
+ * Size and mtime of a process's executable. A target's inode cannot be reused while
+ * oomprof holds its descriptor, but a non-Go executable's can once it is deleted: CI
+ * hosts build and delete binaries all day, and a new Go binary may get an old number.
+ */
+function fileStamp(pid: number): string {
+  try {
+    const st = statSync(`/proc/${pid}/exe`);
+    return `${st.size}:${st.mtimeMs}`;
+  } catch {
+    return "gone";
   }
 }
 

@@ -35,7 +35,7 @@ async function freshCopy(of: string): Promise<string> {
   return path;
 }
 
-describe("oomprof watch forgets Go binaries whose processes are all gone", () => {
+describe("oomprof watch where binaries come and go", () => {
   test("a deleted one is let go (no descriptor pins its blocks), and one that runs again is walked again", async () => {
     const built = await buildGoProgram("leaker");
     const deleted = await freshCopy(built);
@@ -70,6 +70,37 @@ describe("oomprof watch forgets Go binaries whose processes are all gone", () =>
       const kill = KillEvent.parse(JSON.parse(await events.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${again.pid},`), 30_000)));
       cg.remove();
       expect(kill.exe).toBe(returning);
+      expect(kill.complete).toBe(true);
+      expect(kill.profile).not.toBeNull();
+    } finally {
+      watch.kill("SIGTERM");
+      await watch.exited;
+    }
+  });
+
+  test("an inode that names a new file (here rewritten in place) is read again: a Go binary behind a once non-Go inode is walked", async () => {
+    const built = await buildGoProgram("leaker");
+    const path = join(tempDir(), "tool");
+    copyFileSync("/bin/true", path);
+    chmodSync(path, 0o755);
+    const inode = statSync(path).ino;
+    const watch = Bun.spawn([...oomprofArgv(), "watch", "--verbose", "--out", tempDir(), "--events", "-"], { stdout: "pipe", stderr: "pipe" });
+    const events = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
+    const log = new LineReader(watch.stderr as ReadableStream<Uint8Array>);
+    try {
+      await events.waitFor((l) => l.includes('"event":"ready"'), 60_000);
+      // Seen once as what it is now: not Go.
+      expect(await Bun.spawn([path]).exited).toBe(0);
+      await Bun.sleep(1000);
+      // The same inode now holds a Go program (cp keeps the inode when the target exists).
+      copyFileSync(built, path);
+      expect(statSync(path).ino).toBe(inode);
+      const cg = testCgroup(96 << 20);
+      const p = Bun.spawn(cg.argv([path]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
+      await log.waitFor((l) => l.includes(`walk attached for ${path}`), 60_000);
+      expect(await p.exited).toBe(137);
+      const kill = KillEvent.parse(JSON.parse(await events.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${p.pid},`), 30_000)));
+      cg.remove();
       expect(kill.complete).toBe(true);
       expect(kill.profile).not.toBeNull();
     } finally {
