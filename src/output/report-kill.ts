@@ -1,6 +1,6 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { UserError } from "../errors.ts";
-import { DISABLED_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
@@ -107,8 +107,9 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   else if (!c.header && c.victim) reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
+  else if (!t.profileLayoutKnown) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);
   else if (!complete) reason = gaps.join("; ");
-  if (t && c.header && c.buckets.length > 0) {
+  if (t && t.profileLayoutKnown && c.header && c.buckets.length > 0) {
     try {
       const written = writeHeapProfile({
       target: t,
@@ -127,9 +128,10 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       profile = written.path;
       sites = written.sites;
     } catch (e) {
-      // A full disk or a vanished --out: the event still says what happened.
-      if (!(e instanceof UserError)) throw e;
-      reason = e.message;
+      // A full disk or a vanished --out: the event still says what happened. Anything
+      // else is a bug, but the kill is still reported rather than lost with a crash.
+      reason = e instanceof UserError ? e.message : `could not build the profile (a bug in oomprof, please report it): ${(e as Error).message}`;
+      if (!(e instanceof UserError) && process.env.OOMPROF_DEBUG) console.error(e);
     }
   }
   const v = c.victim;

@@ -1,7 +1,7 @@
 import { closeSync, openSync, statSync } from "node:fs";
 import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
-import { readBuildInfo, type BuildInfo } from "./buildinfo.ts";
+import { goMinorVersion, readBuildInfo, type BuildInfo } from "./buildinfo.ts";
 import { ElfFile } from "./elf.ts";
 import { goroutineLayout, type GoroutineLayout } from "./runtime-layout.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
@@ -21,6 +21,16 @@ import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 export const DISABLED_HINT =
   'memory profiling is off in this binary (the linker zeroed runtime.MemProfileRate because nothing calls runtime.MemProfile): use runtime/pprof (e.g. pprof.Lookup("heap"); a blank import is not enough) or import _ "net/http/pprof", or run it under `oomprof run`';
 
+/**
+ * The newest Go release whose heap-profile records oomprof decodes. Go 1.27 dropped the
+ * per-cycle byte counts from runtime.memRecord (16 words became 8): read with the older
+ * layout, its counters come out as garbage, so such a binary gets no profile rather
+ * than a wrong one.
+ */
+export const NEWEST_PROFILE_LAYOUT_MINOR = 26;
+export const UNKNOWN_LAYOUT_HINT = (goVersion: string) =>
+  `${goVersion} stores heap-profile records in a layout this oomprof does not decode yet (it knows Go up to 1.${NEWEST_PROFILE_LAYOUT_MINOR}); no profile was written rather than a wrong one`;
+
 export interface GoTarget {
   path: string;
   inode: number;
@@ -32,6 +42,8 @@ export interface GoTarget {
   buildId: string;
   text: { vaddr: bigint; offset: number; memsz: number };
   vars: GoRuntimeVars;
+  /** runtime.memRecord has the layout oomprof decodes (Go up to NEWEST_PROFILE_LAYOUT_MINOR, and devel builds are trusted). */
+  profileLayoutKnown: boolean;
   /** The linker turned memory profiling off (no runtime/pprof linked in): no buckets will exist. */
   memProfilingDisabled: boolean;
   /** How a uprobe names runtime.throw: the symbol, or its address when stripped. */
@@ -125,6 +137,7 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
     text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
     vars: { mbuckets, memProfileRate, cycle, disableMemoryProfiling },
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
+    profileLayoutKnown: (goMinorVersion(buildInfo.goVersion) ?? 0) <= NEWEST_PROFILE_LAYOUT_MINOR,
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
     ...elfReader(fd, path),

@@ -39,6 +39,8 @@ type Result struct {
 	PSize       int64  `json:"pSize"`
 	SchedGFree  Field  `json:"schedGFree"`
 	SchedGFreeN Field  `json:"schedGFreeN"`
+	// Go 1.25+: the second free list's count (gFree.noStack.size); absent before.
+	SchedGFreeN2 *Field `json:"schedGFreeN2,omitempty"`
 	// ngsys is a uint32 up to Go 1.20 and an atomic.Int32{_ noCopy; value int32} since
 	// 1.21: this is the int32 inside the wrapper when there is one.
 	SchedNgsys Field          `json:"schedNgsys"`
@@ -91,8 +93,17 @@ func run(path string) error {
 	if r.SchedGFree, err = field(schedt, "gFree"); err != nil {
 		return err
 	}
+	// Up to Go 1.24 the free list keeps one count, gFree.n; from 1.25 each of its two
+	// lists counts itself (gList.size), and gcount subtracts both.
 	if r.SchedGFreeN, err = field(schedt, "gFree.n"); err != nil {
-		return err
+		if r.SchedGFreeN, err = field(schedt, "gFree.stack.size"); err != nil {
+			return err
+		}
+		second, err := field(schedt, "gFree.noStack.size")
+		if err != nil {
+			return err
+		}
+		r.SchedGFreeN2 = &second
 	}
 	if r.SchedNgsys, err = field(schedt, "ngsys"); err != nil {
 		return err
@@ -104,7 +115,9 @@ func run(path string) error {
 		}
 	}
 	if r.PGFreeN, err = field(p, "gFree.n"); err != nil {
-		return err
+		if r.PGFreeN, err = field(p, "gFree.size"); err != nil {
+			return err
+		}
 	}
 	for _, name := range []string{"runtime.allglen", "runtime.allp", "runtime.sched"} {
 		t, ok := vars[name]
