@@ -4,7 +4,6 @@ import type { ProcessMemory } from "../target/proc.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
 
 const BUCKET_HEADER = 48;
-const MEM_RECORD = 128;
 /** Go ≤1.22 keeps at most 32 frames; 1.23+ up to debug.profstackdepth (default 128, max 1024). */
 const MAX_STACK = 1024;
 
@@ -33,7 +32,9 @@ export function readLiveGoroutines(mem: ProcessMemory, target: GoTarget, bias: n
   if (!g) return undefined;
   const i32 = (addr: number) => mem.read(addr, 4)?.readInt32LE(0);
   const allglen = mem.u64(Number(g.allglen) + bias);
-  const schedFree = i32(Number(g.sched) + g.schedGFreeN + bias);
+  const second = g.schedGFreeN2 === undefined ? 0 : i32(Number(g.sched) + g.schedGFreeN2 + bias);
+  const first = i32(Number(g.sched) + g.schedGFreeN + bias);
+  const schedFree = first === undefined || second === undefined ? undefined : first + second;
   const ngsys = i32(Number(g.sched) + g.schedNgsys + bias);
   const allp = mem.u64(Number(g.allp) + bias);
   const procs = mem.u64(Number(g.allp) + 8 + bias);
@@ -53,7 +54,13 @@ export function readLiveGoroutines(mem: ProcessMemory, target: GoTarget, bias: n
  * ever prepended and never move, so a walk may stop at the first bucket it already
  * knows (`known`): that is how the live mirror stays cheap.
  */
-export function readLiveBuckets(mem: ProcessMemory, head: number, known?: Map<number, CapturedBucket>, maxBuckets = 10_000_000): { buckets: CapturedBucket[]; complete: boolean } {
+export function readLiveBuckets(
+  mem: ProcessMemory,
+  head: number,
+  known?: Map<number, CapturedBucket>,
+  recordWords: 16 | 8 = 16,
+  maxBuckets = 10_000_000,
+): { buckets: CapturedBucket[]; complete: boolean } {
   const buckets: CapturedBucket[] = [];
   let at = head;
   while (at !== 0 && buckets.length < maxBuckets) {
@@ -64,12 +71,12 @@ export function readLiveBuckets(mem: ProcessMemory, head: number, known?: Map<nu
     const size = Number(hdr.readBigUInt64LE(32));
     const nstk = Number(hdr.readBigUInt64LE(40));
     if (nstk > MAX_STACK) return { buckets, complete: false };
-    const body = mem.read(at + BUCKET_HEADER, nstk * 8 + MEM_RECORD);
+    const body = mem.read(at + BUCKET_HEADER, nstk * 8 + recordWords * 8);
     if (!body) return { buckets, complete: false };
     const stack = new Array<number>(nstk);
     for (let i = 0; i < nstk; i++) stack[i] = Number(body.readBigUInt64LE(i * 8));
-    const counts = new Array<number>(16);
-    for (let i = 0; i < 16; i++) counts[i] = Number(body.readBigUInt64LE(nstk * 8 + i * 8));
+    const counts = new Array<number>(recordWords);
+    for (let i = 0; i < recordWords; i++) counts[i] = Number(body.readBigUInt64LE(nstk * 8 + i * 8));
     buckets.push({ address: at, size, stack, counts });
     at = allnext;
   }

@@ -1,7 +1,7 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { UserError } from "../errors.ts";
-import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
-import { heapSamples } from "../profile/heap-views.ts";
+import { DISABLED_HINT, memRecordWords, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
+import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
@@ -53,7 +53,7 @@ export interface HeapProfileInput {
 /** Encodes buckets as a pprof profile and writes it atomically into outDir. */
 export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
   const t = p.target;
-  const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle);
+  const samples = heapSamples(withByteCounts(p.buckets, memRecordWords(t.buildInfo.goVersion)), p.memProfileRate, p.cycle);
   // The PCs are run-time addresses; the binary's tables are at link-time ones (PIE).
   const inner = p.symbolizer;
   const symbolizer = inner && p.bias !== 0 ? { frames: (pc: bigint) => inner.frames(pc - BigInt(p.bias)) } : inner;

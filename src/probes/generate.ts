@@ -26,7 +26,7 @@ type Fill = number | bigint | string;
  * text (a path, a comm, an argument) can ever reach bpftrace's parser.
  */
 export function fillTemplate(template: string, values: Record<string, Fill>): string {
-  const out = template.replace(/\{\{([A-Z_]+)\}\}/g, (_, name: string) => {
+  const out = template.replace(/\{\{([A-Z][A-Z0-9_]*)\}\}/g, (_, name: string) => {
     const v = values[name];
     if (v === undefined) throw new Error(`probe template placeholder {{${name}}} has no value`);
     if (typeof v === "bigint") return `0x${v.toString(16)}`;
@@ -132,6 +132,7 @@ function targetValues(t: GoTarget, id: number): Record<string, Fill> {
     ALLGLEN: g?.allglen ?? 0,
     ALLP: g?.allp ?? 0,
     SCHED_GFREE_N: g ? g.sched + BigInt(g.schedGFreeN) : 0,
+    SCHED_GFREE_N2: g?.schedGFreeN2 !== undefined ? g.sched + BigInt(g.schedGFreeN2) : 0,
     SCHED_NGSYS: g ? g.sched + BigInt(g.schedNgsys) : 0,
     P_GFREE_N: g?.pGFreeN ?? 0,
   };

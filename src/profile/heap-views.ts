@@ -38,6 +38,24 @@ interface Record4 {
   freeBytes: number;
 }
 
+/**
+ * Buckets as heapSamples reads them, with per-cycle byte counts: Go 1.27's 8-word
+ * memRecord keeps only {allocs, frees} per cycle (a bucket holds one object size), so
+ * the bytes are the counts times the size.
+ */
+export function withByteCounts(buckets: CapturedBucket[], recordWords: 16 | 8): CapturedBucket[] {
+  if (recordWords === 16) return buckets;
+  return buckets.map((b) => {
+    const counts: number[] = [];
+    for (let cycle = 0; cycle < 4; cycle++) {
+      const allocs = b.counts[cycle * 2]!;
+      const frees = b.counts[cycle * 2 + 1]!;
+      counts.push(allocs, frees, allocs * b.size, frees * b.size);
+    }
+    return { ...b, counts };
+  });
+}
+
 function rec(counts: number[], slot: number): Record4 {
   const o = slot * 4;
   return { allocs: counts[o]!, frees: counts[o + 1]!, allocBytes: counts[o + 2]!, freeBytes: counts[o + 3]! };

@@ -1,4 +1,5 @@
 import { BadBinaryError } from "../errors.ts";
+import { goMinorVersion, readBuildInfo } from "../target/buildinfo.ts";
 import { PF_X, PT_LOAD, type ElfFile, type ElfSymbol } from "../target/elf.ts";
 
 /**
@@ -181,6 +182,16 @@ export function locatePclntab(elf: ElfFile): { location: PclntabLocation; header
       tried.push(`${what}: ${header}`);
       return undefined;
     }
+    if (header.textStart === 0 && header.layout.header.textStart >= 0) {
+      // Go 1.26 stopped storing textStart (it needed a relocation); the runtime uses
+      // moduledata.text instead, which is where .text (runtime.text) starts.
+      const text = elf.section(".text")?.addr ?? symbolsOrNone(elf).get("runtime.text")?.value;
+      if (text === undefined || text > BigInt(Number.MAX_SAFE_INTEGER)) {
+        tried.push(`${what}: no text start (Go 1.26+ keeps it outside pclntab)`);
+        return undefined;
+      }
+      header.textStart = Number(text);
+    }
     return { location, header };
   };
 
@@ -259,7 +270,10 @@ function scanForHeader<T>(elf: ElfFile, attempt: (loc: PclntabLocation, what: st
  * frames are then unavailable.
  */
 export function findGofunc(elf: ElfFile, location: PclntabLocation, header: PclntabHeader): bigint | undefined {
-  const word = header.layout.moduledataGofuncWord;
+  // Go 1.27 added typedesclen, itaboffset and itabsize to moduledata ahead of gofunc,
+  // without a new pclntab magic: the release says which word it is.
+  const release = goMinorVersion(readBuildInfo(elf)?.goVersion ?? "") ?? 0;
+  const word = header.layout.moduledataGofuncWord >= 0 && release >= 27 ? header.layout.moduledataGofuncWord + 3 : header.layout.moduledataGofuncWord;
   if (word < 0) return undefined;
   const symbols = symbolsOrNone(elf);
   const fromModuledata = (addr: bigint): bigint | undefined => {
@@ -290,7 +304,8 @@ export function findGofunc(elf: ElfFile, location: PclntabLocation, header: Pcln
 /** Addresses of 8-byte words in the data sections that hold `target` (moduledata.pcHeader candidates). */
 function* moduledataCandidates(elf: ElfFile, target: bigint): Generator<bigint> {
   const ranges: Array<{ vaddr: bigint; bytes: Uint8Array }> = [];
-  for (const name of [".noptrdata", ".data", ".data.rel.ro"]) {
+  // Go 1.26 moved the first moduledata into a section of its own, .go.module.
+  for (const name of [".go.module", ".noptrdata", ".data", ".data.rel.ro"]) {
     const s = elf.section(name);
     const bytes = s ? elf.sectionData(name) : undefined;
     if (s && bytes) ranges.push({ vaddr: s.addr, bytes });

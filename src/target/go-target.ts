@@ -22,12 +22,21 @@ export const DISABLED_HINT =
   'memory profiling is off in this binary (the linker zeroed runtime.MemProfileRate because nothing calls runtime.MemProfile): use runtime/pprof (e.g. pprof.Lookup("heap"); a blank import is not enough) or import _ "net/http/pprof", or run it under `oomprof run`';
 
 /**
- * The newest Go release whose heap-profile records oomprof decodes. Go 1.27 dropped the
- * per-cycle byte counts from runtime.memRecord (16 words became 8): read with the older
- * layout, its counters come out as garbage, so such a binary gets no profile rather
- * than a wrong one.
+ * The newest Go release whose heap-profile records oomprof decodes. Each release changes
+ * runtime.memRecord rarely but without notice (Go 1.27 dropped its per-cycle byte
+ * counts), and counters read with the wrong layout are garbage: a binary from a newer
+ * release gets no profile rather than a wrong one.
  */
-export const NEWEST_PROFILE_LAYOUT_MINOR = 26;
+export const NEWEST_PROFILE_LAYOUT_MINOR = 27;
+
+/**
+ * Words in runtime.memRecord: active and three future cycles of {allocs, frees,
+ * alloc_bytes, free_bytes} up to Go 1.26; of {allocs, frees} from 1.27, where a
+ * bucket's bytes are its count times its (single) object size.
+ */
+export function memRecordWords(goVersion: string): 16 | 8 {
+  return (goMinorVersion(goVersion) ?? 0) >= 27 ? 8 : 16;
+}
 export const UNKNOWN_LAYOUT_HINT = (goVersion: string) =>
   `${goVersion} stores heap-profile records in a layout this oomprof does not decode yet (it knows Go up to 1.${NEWEST_PROFILE_LAYOUT_MINOR}); no profile was written rather than a wrong one`;
 

@@ -7,6 +7,8 @@ import type { ElfFile } from "./elf.ts";
  *
  *   allglen - sched.gFree.n - sched.ngsys - Σ over allp of p.gFree.n   (at least 1)
  *
+ * (from Go 1.25 the free list's count is split in two: gFree.stack.size + gFree.noStack.size)
+ *
  * The variables come from the symbol table; the field offsets inside runtime.schedt
  * and runtime.p change between releases, so they come from this table. Each row was
  * read from the DWARF of real builds (test/go/runtime-offsets, checked again by
@@ -19,8 +21,10 @@ export interface GoroutineLayout {
   allglen: bigint;
   allp: bigint;
   sched: bigint;
-  /** Offset of sched.gFree.n (int32) in runtime.schedt. */
+  /** Offset of sched.gFree.n (int32) in runtime.schedt; from Go 1.25, of gFree.stack.size. */
   schedGFreeN: number;
+  /** Go 1.25+: offset of sched.gFree.noStack.size, the second free list's count. */
+  schedGFreeN2?: number;
   /** Offset of sched.ngsys (int32; atomic.Int32 from 1.21) in runtime.schedt. */
   schedNgsys: number;
   /** Offset of p.gFree.n (int32) in runtime.p. */
@@ -30,12 +34,16 @@ export interface GoroutineLayout {
 /** Per-P free lists summed at death; a larger GOMAXPROCS makes the count an upper bound. */
 export const MAX_PROCS_SUMMED = 256;
 
-const FIELD_OFFSETS: Record<number, Pick<GoroutineLayout, "schedGFreeN" | "schedNgsys" | "pGFreeN">> = {
+const FIELD_OFFSETS: Record<number, Pick<GoroutineLayout, "schedGFreeN" | "schedGFreeN2" | "schedNgsys" | "pGFreeN">> = {
   19: { schedGFreeN: 176, schedNgsys: 72, pGFreeN: 2472 },
   21: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2472 },
   22: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2472 },
   23: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2464 },
   24: { schedGFreeN: 184, schedNgsys: 72, pGFreeN: 2464 },
+  // Go 1.25 gave each free list its own count (gList.size), and p.gFree is a gList.
+  25: { schedGFreeN: 184, schedGFreeN2: 200, schedNgsys: 80, pGFreeN: 2464 },
+  26: { schedGFreeN: 200, schedGFreeN2: 216, schedNgsys: 96, pGFreeN: 2472 },
+  27: { schedGFreeN: 200, schedGFreeN2: 216, schedNgsys: 96, pGFreeN: 2472 },
 };
 
 /** Go releases whose layout is known, for messages. */

@@ -4,15 +4,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
 import { reportKill } from "../../src/output/report-kill.ts";
+import { withByteCounts } from "../../src/profile/heap-views.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
 import { discoverGoTarget } from "../../src/target/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 /**
- * Go 1.27 halved runtime.memRecord (no per-cycle byte counts). Read with the older
- * layout its counters are garbage (measured: "Go heap in use 67245029 TiB"), so a
- * binary from a release newer than oomprof decodes gets no profile, and says why.
+ * Go 1.27 halved runtime.memRecord (no per-cycle byte counts); read with the older
+ * layout its counters were garbage (measured: "Go heap in use 67245029 TiB"). So a
+ * binary from a release newer than oomprof decodes gets no profile, and says why; and
+ * 1.27's 8-word records get their byte counts from the bucket's object size.
  */
 const dir = mkdtempSync(join(tmpdir(), "oomprof-layout-guard-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,10 +35,16 @@ describe("heap-profile record layout", () => {
     const ctx = { symbolizer: undefined, outDir: dir, lostEvents: 0, cgroup: null, limitBytes: null, firstSeenMs: undefined };
     const known = reportKill(fixtureCapture(), { ...ctx, target }).event;
     expect(known.profile).not.toBeNull();
-    const newer = { ...target, buildInfo: { ...target.buildInfo, goVersion: "go1.27.4" }, profileLayoutKnown: false };
+    const newer = { ...target, buildInfo: { ...target.buildInfo, goVersion: "go1.28.0" }, profileLayoutKnown: false };
     const e = reportKill(fixtureCapture(), { ...ctx, target: newer }).event;
     expect(e.profile).toBeNull();
     expect(e.complete).toBe(false);
-    expect(e.reason).toContain("go1.27.4 stores heap-profile records in a layout this oomprof does not decode");
+    expect(e.reason).toContain("go1.28.0 stores heap-profile records in a layout this oomprof does not decode");
+  });
+
+  test("Go 1.27 records: bytes are counts times the bucket's size, cycle by cycle", () => {
+    const bucket = { address: 1, size: 4096, stack: [1], counts: [10, 4, 3, 1, 0, 0, 2, 2, 99, 99, 99, 99, 99, 99, 99, 99] };
+    expect(withByteCounts([bucket], 8)[0]!.counts).toEqual([10, 4, 40960, 16384, 3, 1, 12288, 4096, 0, 0, 0, 0, 2, 2, 8192, 8192]);
+    expect(withByteCounts([bucket], 16)[0]).toBe(bucket);
   });
 });

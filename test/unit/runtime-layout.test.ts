@@ -23,7 +23,7 @@ const work = mkdtempSync(join(tmpdir(), "oomprof-layout-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const Field = z.object({ offset: z.number().int(), size: z.number().int() });
-const Offsets = z.object({ goVersion: z.string(), goarch: z.string(), schedGFreeN: Field, schedNgsys: Field, pGFreeN: Field, allpLenOffset: z.number().int() });
+const Offsets = z.object({ goVersion: z.string(), goarch: z.string(), schedGFreeN: Field, schedGFreeN2: Field.optional(), schedNgsys: Field, pGFreeN: Field, allpLenOffset: z.number().int() });
 
 function build(go: string, dir: string, out: string, env: Record<string, string> = {}): void {
   const r = Bun.spawnSync([go, "build", "-o", out, "."], {
@@ -53,13 +53,14 @@ describe.each(goList)("goroutine layout table against DWARF, %s", (go) => {
       const elf = new ElfFile(bin, new Uint8Array(readFileSync(bin)));
       const layout = goroutineLayout(elf, readBuildInfo(elf)!.goVersion);
       if (!layout) throw new Error(`no layout for ${dwarf.goVersion}: add it to src/target/runtime-layout.ts`);
-      expect({ schedGFreeN: layout.schedGFreeN, schedNgsys: layout.schedNgsys, pGFreeN: layout.pGFreeN }).toEqual({
+      expect({ schedGFreeN: layout.schedGFreeN, schedGFreeN2: layout.schedGFreeN2, schedNgsys: layout.schedNgsys, pGFreeN: layout.pGFreeN }).toEqual({
         schedGFreeN: dwarf.schedGFreeN.offset,
+        schedGFreeN2: dwarf.schedGFreeN2?.offset,
         schedNgsys: dwarf.schedNgsys.offset,
         pGFreeN: dwarf.pGFreeN.offset,
       });
       // The probe reads each as an int32, and allp's length one word in.
-      expect([dwarf.schedGFreeN.size, dwarf.schedNgsys.size, dwarf.pGFreeN.size, dwarf.allpLenOffset]).toEqual([4, 4, 4, 8]);
+      expect([dwarf.schedGFreeN.size, dwarf.schedGFreeN2?.size ?? 4, dwarf.schedNgsys.size, dwarf.pGFreeN.size, dwarf.allpLenOffset]).toEqual([4, 4, 4, 4, 8]);
       expect(layout.allglen).toBe(elf.symbol("runtime.allglen")!.value);
     });
   }
