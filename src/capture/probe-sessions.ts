@@ -13,7 +13,7 @@ import { BadBinaryError } from "../errors.ts";
 import { enableMemoryProfiling } from "../target/enable-profiling.ts";
 import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
 import { scanProcesses } from "../target/process-scan.ts";
-import { CaptureAssembler } from "./walk-capture.ts";
+import { CaptureAssembler, type ProcessCapture } from "./walk-capture.ts";
 
 export interface ProbeSessionEvents {
   onRecord?(r: WalkRecord, pid: number | undefined): void;
@@ -112,6 +112,17 @@ export class ProbeSessions {
 
   targetById(id: number): GoTarget | undefined {
     return this.byId[id];
+  }
+
+  /**
+   * Everything the probes will say about a killed process has arrived: its walk is whole,
+   * and so is its goroutine count where its binary has one (a probe of its own, whose
+   * line may come after the walk's end).
+   */
+  captureWhole(c: ProcessCapture): boolean {
+    if (!c.walkEnded || !c.complete) return false;
+    const counted = c.header !== undefined && this.targetById(c.header.targetId)?.goroutines !== undefined;
+    return !counted || c.goroutines !== undefined;
   }
 
   targetByInode(inode: number): GoTarget | undefined {

@@ -225,7 +225,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       if (!assembler.has(pid)) return false;
       const c = assembler.capture(pid, mirror.buckets(pid));
       if (!c.victim && !c.header) return true;
-      if (c.walkEnded && c.complete) return true;
+      if (probeSessions.captureWhole(c)) return true;
       // The exit marker can be read before another CPU's buffer (bpftrace < 0.19 has one
       // per CPU): once the process is gone, wait for the stream to go quiet briefly.
       if (c.exited && performance.now() - lastRecordAt > EXIT_QUIET_MS) return true;

@@ -172,7 +172,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const settled = !stillRunning(pid) || now - since > NOT_KILLED_GRACE_MS;
       const done =
         (c.exited && now - lastRecordAt > EXIT_QUIET_MS) ||
-        (c.walkEnded && c.complete) ||
+        sessions.captureWhole(c) ||
         (settled && ((!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle))) ||
         now - since > DRAIN_MAX_MS;
       if (!done) continue;
