@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import { memRecordWords, type GoTarget } from "../target/go-target.ts";
+import type { GoTarget } from "../target/go-target.ts";
 import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
 import { readLiveBuckets } from "./live-buckets.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
@@ -77,7 +77,7 @@ export class LiveMirror {
       // Only the list head: one read per process per pass, which is all an idle one costs.
       const head = t.mem.u64(Number(t.target.vars.mbuckets) + t.bias);
       if (!head) continue;
-      const { buckets } = readLiveBuckets(t.mem, head, t.buckets, memRecordWords(t.target.buildInfo.goVersion));
+      const { buckets } = readLiveBuckets(t.mem, head, t.buckets, t.target.memRecordWords);
       for (const b of buckets) t.buckets.set(b.address, b);
     }
     let total = 0;

@@ -5,7 +5,7 @@ import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
 import { generateScript } from "../probes/generate.ts";
 import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
-import { liveState } from "../process/liveness.ts";
+import { liveState, resume } from "../process/liveness.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
@@ -391,12 +391,21 @@ export class ProbeSessions {
     }
     const known = this.targetByInode(inode);
     if (known) return { path, target: known };
-    const stamp = fileStamp(pid);
+    let st;
+    try {
+      st = statSync(`/proc/${pid}/exe`);
+    } catch {
+      return { path, why: "exited before it could be read" };
+    }
+    if (st.ino !== inode) return { path, why: "exec'd again before it could be read" };
+    // A target's inode cannot be reused while oomprof holds its descriptor, but a non-Go
+    // executable's can once it is deleted: size and mtime tell a new file apart (CI hosts
+    // build and delete binaries all day, and a new Go binary may get an old number).
+    const stamp = `${st.size}:${st.mtimeMs}`;
     const remembered = this.nonGo.get(inode);
-    if (remembered && remembered.stamp === stamp) return { path, why: remembered.why };
+    if (remembered?.stamp === stamp) return { path, why: remembered.why };
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
-      if (statSync(`/proc/${pid}/exe`).ino !== inode) return { path, why: "exec'd again before it could be read" };
       const target = await discoverGoTarget(`/proc/${pid}/exe`);
       target.path = path;
       return { path, target };
@@ -433,34 +442,13 @@ export class ProbeSessions {
   /** watch: an executable seen for the first time; add a walk if it is Go, then resume it if it was held. */
   private async onNewExecutable(pid: number, inode: number, held: boolean): Promise<void> {
     try {
-      // A remembered non-Go inode may have been freed and reused by a new binary since.
-      if (this.targetByInode(inode) || this.nonGo.get(inode)?.stamp === fileStamp(pid)) return;
+      if (this.targetByInode(inode)) return;
+      // A remembered non-Go executable is answered from memory (inspect checks that the
+      // inode still names the same file).
       const info = await this.inspect(pid, inode);
       if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
     } finally {
       if (held) resume(pid);
     }
-  }
-}
-
-/**
- * Size and mtime of a process's executable. A target's inode cannot be reused while
- * oomprof holds its descriptor, but a non-Go executable's can once it is deleted: CI
- * hosts build and delete binaries all day, and a new Go binary may get an old number.
- */
-function fileStamp(pid: number): string {
-  try {
-    const st = statSync(`/proc/${pid}/exe`);
-    return `${st.size}:${st.mtimeMs}`;
-  } catch {
-    return "gone";
-  }
-}
-
-function resume(pid: number): void {
-  try {
-    process.kill(pid, "SIGCONT");
-  } catch {
-    /* it died meanwhile */
   }
 }

@@ -2,8 +2,9 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { continueStoppedTree } from "../process/liveness.ts";
+import { continueStoppedTree, processState } from "../process/liveness.ts";
 import { dieWithParent } from "../process/parent-death.ts";
+import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS } from "../capture/drain.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
@@ -30,14 +31,6 @@ export const RunFlags = z.object({
 });
 export type RunFlags = z.infer<typeof RunFlags>;
 
-/**
- * After the child is gone, how long to wait for the last records of its walk: until
- * nothing new has arrived for DRAIN_IDLE_MS (a 100,000-bucket walk streams for
- * seconds), and never past DRAIN_MAX_MS.
- */
-const DRAIN_IDLE_MS = 1500;
-const EXIT_QUIET_MS = 300;
-const DRAIN_MAX_MS = 60_000;
 
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
@@ -86,13 +79,8 @@ function readFileOrEmpty(path: string): Uint8Array {
 async function waitStopped(pid: number, timeoutMs = 5000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-      if (state === "T" || state === "t" || state === "Z") return;
-    } catch {
-      return;
-    }
+    const state = processState(pid);
+    if (state === undefined || state === "T" || state === "t" || state === "Z") return;
     await Bun.sleep(2);
   }
 }

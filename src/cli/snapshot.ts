@@ -19,7 +19,7 @@ export const SnapshotFlags = z.object({
 });
 export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
 
-import { DISABLED_HINT, memRecordWords, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
 
 /**
  * `oomprof snapshot PID`: the heap profile of a live Go process, read through
@@ -70,12 +70,12 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       events.emit({ ...base, profile: null, reason: DISABLED_HINT, buckets: 0, complete: false, inuse_bytes: 0, gc_live_bytes: 0, top: [] });
       return 1;
     }
-    if (!target.profileLayoutKnown) {
+    if (target.memRecordWords === undefined) {
       const why = UNKNOWN_LAYOUT_HINT(target.buildInfo.goVersion);
       events.emit({ ...base, profile: null, reason: why, buckets: 0, complete: false, inuse_bytes: 0, gc_live_bytes: 0, top: [] });
       throw new UserError(`pid ${pid} (${comm}): ${why}`);
     }
-    const { buckets, complete } = readLiveBuckets(mem, state.head, undefined, memRecordWords(target.buildInfo.goVersion));
+    const { buckets, complete } = readLiveBuckets(mem, state.head, undefined, target.memRecordWords);
     const gaps = complete ? [] : [`the bucket list could not be read past ${buckets.length} buckets`];
     const { path, sites } = writeHeapProfile({
       target,

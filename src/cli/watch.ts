@@ -1,9 +1,10 @@
 import { readlinkSync, statSync } from "node:fs";
 import { z } from "zod";
+import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS } from "../capture/drain.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { processCgroup } from "../cgroup/memory-cgroup.ts";
-import { stillRunning } from "../process/liveness.ts";
+import { processExists, stillRunning } from "../process/liveness.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
 import { parseUploadUrl } from "../output/upload.ts";
@@ -25,10 +26,6 @@ export const WatchFlags = z.object({
 });
 export type WatchFlags = z.infer<typeof WatchFlags>;
 
-/** A capture is reported as it is once nothing new arrived for this long, or at the cap. */
-const DRAIN_IDLE_MS = 1500;
-const EXIT_QUIET_MS = 300;
-const DRAIN_MAX_MS = 60_000;
 /** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
 const NON_GO_SETTLE_MS = 300;
 const MIRROR_INTERVAL_MS = 1000;
@@ -138,8 +135,9 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
 
   // Stacks are read ahead from live Go processes, as in `run`.
   const mirror = new LiveMirror(function* () {
+    const targets = sessions.targets;
     for (const p of scanProcesses()) {
-      if (sessions.targetByInode(p.inode)) yield [p.pid, sessions.targets] as [number, GoTarget[]];
+      if (sessions.targetByInode(p.inode)) yield [p.pid, targets] as [number, GoTarget[]];
     }
   }, MIRROR_INTERVAL_MS, (n) => sessions.ensureCapacity(n));
   mirror.start();
@@ -189,6 +187,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     if (now - lastForgetCheck >= MIRROR_INTERVAL_MS) {
       lastForgetCheck = now;
       for (const pid of mirror.pids()) {
+        // Zombies count as existing: a dying victim's mirror must outlast its first records.
         if (!pending.has(pid) && !processExists(pid)) mirror.forget(pid);
       }
     }
@@ -208,14 +207,4 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   events.close();
   if (!flags.quiet) log.info("stopped");
   return code;
-}
-
-/** Exists, zombies included: a dying victim's mirror must outlast its first records. */
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,6 +1,6 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { UserError } from "../errors.ts";
-import { DISABLED_HINT, memRecordWords, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
 import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
@@ -53,7 +53,9 @@ export interface HeapProfileInput {
 /** Encodes buckets as a pprof profile and writes it atomically into outDir. */
 export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
   const t = p.target;
-  const samples = heapSamples(withByteCounts(p.buckets, memRecordWords(t.buildInfo.goVersion)), p.memProfileRate, p.cycle);
+  // Counters read with an unknown record layout would make a wrong profile.
+  if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
+  const samples = heapSamples(withByteCounts(p.buckets, t.memRecordWords), p.memProfileRate, p.cycle);
   // The PCs are run-time addresses; the binary's tables are at link-time ones (PIE).
   const inner = p.symbolizer;
   const symbolizer = inner && p.bias !== 0 ? { frames: (pc: bigint) => inner.frames(pc - BigInt(p.bias)) } : inner;
@@ -107,9 +109,9 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   else if (!c.header && c.victim) reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
-  else if (!t.profileLayoutKnown) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);
+  else if (t.memRecordWords === undefined) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);
   else if (!complete) reason = gaps.join("; ");
-  if (t && t.profileLayoutKnown && c.header && c.buckets.length > 0) {
+  if (t?.memRecordWords && c.header && c.buckets.length > 0) {
     try {
       const written = writeHeapProfile({
       target: t,

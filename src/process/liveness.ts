@@ -14,9 +14,35 @@ export interface Liveness {
   killPending: boolean;
 }
 
+/** pid's state letter (zombies included: Z), or undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  return readStat(pid)?.state;
+}
+
 /** pid's state letter, or undefined when it is gone or a zombie (its resources already released). */
 export function liveState(pid: number): string | undefined {
-  return readStat(pid)?.state;
+  const state = processState(pid);
+  return state === "Z" || state === "X" ? undefined : state;
+}
+
+/** Exists, zombies included (one syscall, no /proc read). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Continues a stopped process; false if it is gone. */
+export function resume(pid: number): boolean {
+  try {
+    process.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -26,7 +52,7 @@ export function liveState(pid: number): string | undefined {
  */
 export function stillRunning(pid: number): Liveness | undefined {
   const stat = readStat(pid);
-  if (!stat || (stat.flags & PF_EXITING) !== 0) return undefined;
+  if (!stat || stat.state === "Z" || stat.state === "X" || (stat.flags & PF_EXITING) !== 0) return undefined;
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const pending = (name: string) => {
@@ -44,8 +70,7 @@ function readStat(pid: number): z.infer<typeof Stat> | undefined {
     const raw = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the comm, which may itself contain spaces and parentheses.
     const f = raw.slice(raw.lastIndexOf(")") + 2).split(" ");
-    const stat = Stat.parse({ state: f[0], ppid: Number(f[1]), flags: Number(f[6]) });
-    return stat.state === "Z" || stat.state === "X" ? undefined : stat;
+    return Stat.parse({ state: f[0], ppid: Number(f[1]), flags: Number(f[6]) });
   } catch {
     return undefined;
   }
@@ -61,19 +86,13 @@ export function continueStoppedTree(rootPid: number): number[] {
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     const stat = readStat(Number(name));
-    if (stat) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), Number(name)]);
+    if (stat && stat.state !== "Z" && stat.state !== "X") children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), Number(name)]);
   }
   const continued: number[] = [];
   for (const queue = [rootPid]; queue.length; ) {
     const pid = queue.shift()!;
     queue.push(...(children.get(pid) ?? []));
-    if (readStat(pid)?.state !== "T") continue;
-    try {
-      process.kill(pid, "SIGCONT");
-      continued.push(pid);
-    } catch {
-      /* gone meanwhile */
-    }
+    if (processState(pid) === "T" && resume(pid)) continued.push(pid);
   }
   return continued;
 }

@@ -32,10 +32,12 @@ export const NEWEST_PROFILE_LAYOUT_MINOR = 27;
 /**
  * Words in runtime.memRecord: active and three future cycles of {allocs, frees,
  * alloc_bytes, free_bytes} up to Go 1.26; of {allocs, frees} from 1.27, where a
- * bucket's bytes are its count times its (single) object size.
+ * bucket's bytes are its count times its (single) object size. Undefined for a release
+ * newer than oomprof decodes (devel builds, with no release number, are trusted).
  */
-export function memRecordWords(goVersion: string): 16 | 8 {
-  return (goMinorVersion(goVersion) ?? 0) >= 27 ? 8 : 16;
+function memRecordWords(goVersion: string): 16 | 8 | undefined {
+  const minor = goMinorVersion(goVersion) ?? 0;
+  return minor > NEWEST_PROFILE_LAYOUT_MINOR ? undefined : minor >= 27 ? 8 : 16;
 }
 export const UNKNOWN_LAYOUT_HINT = (goVersion: string) =>
   `${goVersion} stores heap-profile records in a layout this oomprof does not decode yet (it knows Go up to 1.${NEWEST_PROFILE_LAYOUT_MINOR}); no profile was written rather than a wrong one`;
@@ -51,8 +53,8 @@ export interface GoTarget {
   buildId: string;
   text: { vaddr: bigint; offset: number; memsz: number };
   vars: GoRuntimeVars;
-  /** runtime.memRecord has the layout oomprof decodes (Go up to NEWEST_PROFILE_LAYOUT_MINOR, and devel builds are trusted). */
-  profileLayoutKnown: boolean;
+  /** Words in runtime.memRecord (see memRecordWords); undefined when oomprof does not know the layout. */
+  memRecordWords: 16 | 8 | undefined;
   /** The linker turned memory profiling off (no runtime/pprof linked in): no buckets will exist. */
   memProfilingDisabled: boolean;
   /** How a uprobe names runtime.throw: the symbol, or its address when stripped. */
@@ -146,7 +148,7 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
     text: { vaddr: text.vaddr, offset: text.offset, memsz: text.memsz },
     vars: { mbuckets, memProfileRate, cycle, disableMemoryProfiling },
     memProfilingDisabled: readDisableMemoryProfiling(elf, disableMemoryProfiling),
-    profileLayoutKnown: (goMinorVersion(buildInfo.goVersion) ?? 0) <= NEWEST_PROFILE_LAYOUT_MINOR,
+    memRecordWords: memRecordWords(buildInfo.goVersion),
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
     ...elfReader(fd, path),
