@@ -9,6 +9,14 @@ setDefaultTimeout(180_000);
 
 const oneLine = (stderr: string) => stderr.trim().split("\n").filter((l) => !l.startsWith("oomprof: armed"));
 
+/** Failed, with one line on stderr that says this. */
+function expectOneLineError(r: { status: number | null; stderr: string }, says: string | RegExp): void {
+  expect(r.status).not.toBe(0);
+  expect(oneLine(r.stderr)).toHaveLength(1);
+  if (typeof says === "string") expect(r.stderr).toContain(says);
+  else expect(r.stderr).toMatch(says);
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -36,9 +44,7 @@ function childrenOf(pid: number): number[] {
 describe("bad input and a bad host: one line on stderr, non-zero status", () => {
   test("no bpftrace: says how to install it", async () => {
     const r = await runOomprof(["run", "--out", tempDir(), "--", "true"], { env: { OOMPROF_BPFTRACE: "/nonexistent/bpftrace" } });
-    expect(r.status).not.toBe(0);
-    expect(oneLine(r.stderr)).toHaveLength(1);
-    expect(r.stderr).toContain("apt-get install bpftrace");
+    expectOneLineError(r, "apt-get install bpftrace");
   });
 
   test("a bpftrace that is too old", async () => {
@@ -47,25 +53,18 @@ describe("bad input and a bad host: one line on stderr, non-zero status", () => 
     writeFileSync(fake, "#!/bin/sh\necho 'bpftrace v0.16.0'\n");
     chmodSync(fake, 0o755);
     const r = await runOomprof(["run", "--out", tempDir(), "--", "true"], { env: { OOMPROF_BPFTRACE: fake } });
-    expect(r.status).not.toBe(0);
-    expect(oneLine(r.stderr)).toHaveLength(1);
-    expect(r.stderr).toContain("too old");
+    expectOneLineError(r, "too old");
   });
 
   test("not root", async () => {
     const argv = oomprofArgv();
     const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...argv, "run", "--out", "/tmp", "--", "true"], { stderr: "pipe", env: { ...process.env, HOME: "/tmp" } });
-    const stderr = r.stderr.toString();
-    expect(r.exitCode).not.toBe(0);
-    expect(oneLine(stderr)).toHaveLength(1);
-    expect(stderr).toMatch(/needs root|sudo/);
+    expectOneLineError({ status: r.exitCode, stderr: r.stderr.toString() }, /needs root|sudo/);
   });
 
   test("an unwritable --out", async () => {
     const r = await runOomprof(["run", "--out", "/proc/oomprof-cannot-write-here", "--", "true"]);
-    expect(r.status).not.toBe(0);
-    expect(oneLine(r.stderr)).toHaveLength(1);
-    expect(r.stderr).toContain("--out");
+    expectOneLineError(r, "--out");
   });
 
   test("a symlink planted where the events file goes is not followed", async () => {
@@ -141,10 +140,7 @@ describe("tracefs not mounted", () => {
   test("where it cannot be mounted: one line that says how", async () => {
     // An empty read-only /sys/kernel leaves no mount point for tracefs.
     const r = inNamespace(`${unmount} mount -t tmpfs -o ro,size=1k none /sys/kernel || exit 97; "$@"`, ["run", "--out", tempDir(), "--", "true"]);
-    const stderr = r.stderr.toString();
-    expect(r.exitCode).not.toBe(0);
-    expect(oneLine(stderr)).toHaveLength(1);
-    expect(stderr).toContain("mount -t tracefs nodev /sys/kernel/tracing");
+    expectOneLineError({ status: r.exitCode, stderr: r.stderr.toString() }, "mount -t tracefs nodev /sys/kernel/tracing");
   });
 });
 

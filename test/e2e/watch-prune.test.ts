@@ -1,8 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, copyFileSync, readdirSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { KillEvent } from "../../src/output/events.ts";
 import { testCgroup } from "../helpers/cgroup.ts";
+import { oomKilledUnderWatch, oomKillEvent } from "../helpers/watch.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 import { LineReader } from "../helpers/lines.ts";
 import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
@@ -64,11 +64,7 @@ describe("oomprof watch where binaries come and go", () => {
       expect(holdersOf(deletedInode)).toEqual([]);
 
       // Runs again: read and walked again, and its OOM kill is profiled.
-      const cg = testCgroup(96 << 20);
-      const again = Bun.spawn(cg.argv([returning]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
-      expect(await again.exited).toBe(137);
-      const kill = KillEvent.parse(JSON.parse(await events.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${again.pid},`), 30_000)));
-      cg.remove();
+      const kill = await oomKilledUnderWatch(events, [returning], 96 << 20, { STEP_SLEEP_US: "8000" });
       expect(kill.exe).toBe(returning);
       expect(kill.complete).toBe(true);
       expect(kill.profile).not.toBeNull();
@@ -99,7 +95,7 @@ describe("oomprof watch where binaries come and go", () => {
       const p = Bun.spawn(cg.argv([path]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
       await log.waitFor((l) => l.includes(`walk attached for ${path}`), 60_000);
       expect(await p.exited).toBe(137);
-      const kill = KillEvent.parse(JSON.parse(await events.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${p.pid},`), 30_000)));
+      const kill = await oomKillEvent(events, p.pid);
       cg.remove();
       expect(kill.complete).toBe(true);
       expect(kill.profile).not.toBeNull();

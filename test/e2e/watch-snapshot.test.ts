@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { KillEvent, OomprofEvent } from "../../src/output/events.ts";
-import { SHELL_HOG, testCgroup } from "../helpers/cgroup.ts";
+import { OomprofEvent } from "../../src/output/events.ts";
+import { SHELL_HOG } from "../helpers/cgroup.ts";
+import { oomKilledUnderWatch } from "../helpers/watch.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 import { LineReader } from "../helpers/lines.ts";
 import { oomprofArgv, pprofTop, runOomprof, tempDir } from "../helpers/oomprof.ts";
@@ -39,15 +40,9 @@ describe("oomprof watch", () => {
     }
   });
 
-  const killEvent = async (pid: number) => KillEvent.parse(JSON.parse(await lines.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${pid},`), 30_000)));
-
   test("profiles a Go program it did not start, exec'd after it was ready", async () => {
-    const cg = testCgroup(96 << 20);
     // Slow enough to outlive the first second, in which the walk for a new binary attaches.
-    const p = Bun.spawn(cg.argv([leaker]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
-    expect(await p.exited).toBe(137);
-    const kill = await killEvent(p.pid);
-    cg.remove();
+    const kill = await oomKilledUnderWatch(lines, [leaker], 96 << 20, { STEP_SLEEP_US: "8000" });
     expect(kill.exe).toBe(leaker);
     expect(kill.complete).toBe(true);
     expect(existsSync(kill.profile!)).toBe(true);
@@ -56,11 +51,7 @@ describe("oomprof watch", () => {
   });
 
   test("reports a victim that is not Go, with no profile and the reason", async () => {
-    const cg = testCgroup(64 << 20);
-    const p = Bun.spawn(cg.argv(SHELL_HOG), { stdout: "ignore", stderr: "ignore" });
-    expect(await p.exited).toBe(137);
-    const kill = await killEvent(p.pid);
-    cg.remove();
+    const kill = await oomKilledUnderWatch(lines, SHELL_HOG, 64 << 20);
     expect(kill.profile).toBeNull();
     expect(kill.reason).toContain("not a Go program");
     expect(kill.anon_rss_kb).toBeGreaterThan(0);
@@ -97,11 +88,7 @@ describe("oomprof watch --hold-new-binaries", () => {
     const lines = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
     try {
       await lines.waitFor((l) => l.includes('"event":"ready"'), 60_000);
-      const cg = testCgroup(64 << 20);
-      const p = Bun.spawn(cg.argv([leaker]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "0" } });
-      expect(await p.exited).toBe(137);
-      const kill = KillEvent.parse(JSON.parse(await lines.waitFor((l) => l.includes('"event":"oom_kill"') && l.includes(`"pid":${p.pid},`), 30_000)));
-      cg.remove();
+      const kill = await oomKilledUnderWatch(lines, [leaker], 64 << 20, { STEP_SLEEP_US: "0" });
       expect(kill.exe).toBe(leaker);
       expect(kill.complete).toBe(true);
       expect(kill.profile).not.toBeNull();
