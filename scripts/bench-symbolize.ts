@@ -6,7 +6,7 @@
  *   bun scripts/bench-symbolize.ts [BINARY] [--pcs N]
  */
 import { GoSymbolizer } from "../src/symbolize/pclntab.ts";
-import { ElfFile } from "../src/target/elf.ts";
+import { ElfFile } from "../src/gobinary/elf.ts";
 import { prng } from "../test/helpers/prng.ts";
 
 const DEFAULT_BINARY = "/usr/lib/go-1.19/pkg/tool/linux_amd64/compile";

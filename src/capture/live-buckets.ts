@@ -1,6 +1,6 @@
-import type { GoTarget } from "../target/go-target.ts";
-import { goroutineCount, MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
-import type { ProcessMemory } from "../target/proc.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { goroutineCount, MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
+import type { ProcessMemory } from "../process/memory.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
 
 const BUCKET_HEADER = 48;

@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
-import type { GoTarget } from "../target/go-target.ts";
-import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { loadBias, ProcessMemory, readMaps } from "../process/memory.ts";
 import { readLiveBuckets } from "./live-buckets.ts";
 import type { CapturedBucket } from "./walk-capture.ts";
 

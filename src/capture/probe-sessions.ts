@@ -10,9 +10,9 @@ import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BadBinaryError } from "../errors.ts";
-import { enableMemoryProfiling } from "../target/enable-profiling.ts";
-import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
-import { scanProcesses } from "../target/process-scan.ts";
+import { enableMemoryProfiling } from "../gobinary/enable-profiling.ts";
+import { discoverGoTarget, type GoTarget } from "../gobinary/go-target.ts";
+import { scanProcesses } from "../process/scan.ts";
 import { CaptureAssembler, type ProcessCapture } from "./walk-capture.ts";
 
 export interface ProbeSessionEvents {

@@ -1,4 +1,4 @@
-import { goroutineCount } from "../target/runtime-layout.ts";
+import { goroutineCount } from "../gobinary/runtime-layout.ts";
 import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
 
 /** One bucket of the victim's memory profile, as read at its death. */

@@ -2,7 +2,8 @@ import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { detectBpftrace, parseBpftraceVersion, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import { generateScript } from "../probes/generate.ts";
-import { resolveCommand, targetForCommand } from "./run.ts";
+import { targetForCommand } from "../gobinary/command-target.ts";
+import { resolveCommand } from "../process/command-path.ts";
 
 export const ProbesFlags = z.object({
   print: z.boolean().default(false),

@@ -1,6 +1,4 @@
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { resolve } from "node:path";
 import { z } from "zod";
 import { continueStoppedTree, processState } from "../process/liveness.ts";
 import { dieWithParent } from "../process/parent-death.ts";
@@ -8,10 +6,12 @@ import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS } from "../capture/drain.ts"
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
-import { BadBinaryError, UserError } from "../errors.ts";
+import { UserError } from "../errors.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
-import { elfLoadProblem } from "../target/elf.ts";
-import { discoverGoTarget, type GoTarget } from "../target/go-target.ts";
+import { targetForCommand } from "../gobinary/command-target.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { resolveCommand } from "../process/command-path.ts";
+import { requireRoot } from "../process/privileges.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
@@ -30,50 +30,6 @@ export const RunFlags = z.object({
   rate: sizeSchema(1, "1").default(512 * 1024),
 });
 export type RunFlags = z.infer<typeof RunFlags>;
-
-
-export function requireRoot(): void {
-  if (process.getuid?.() !== 0) {
-    throw new UserError("oomprof needs root (bpftrace loads eBPF programs and reads other processes' memory): run it with sudo");
-  }
-}
-
-/** PATH lookup the way a shell does it, with a shell's exit codes for failures. */
-export function resolveCommand(cmd: string): string {
-  const path = cmd.includes("/") ? resolve(cmd) : Bun.which(cmd);
-  if (!path) throw new UserError(`${cmd}: command not found`, 127);
-  try {
-    if (!statSync(path).isFile()) throw new UserError(`${cmd}: not a regular file`, 126);
-    accessSync(path, constants.X_OK);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${cmd}: ${code === "ENOENT" ? "no such file" : "not executable"}`, code === "ENOENT" ? 127 : 126);
-  }
-  return path;
-}
-
-/** The Go target behind a command, or why there is none. Non-Go programs still run. */
-export async function targetForCommand(path: string): Promise<{ target?: GoTarget; why?: string }> {
-  try {
-    return { target: await discoverGoTarget(path) };
-  } catch (e) {
-    if (!(e instanceof BadBinaryError)) throw e;
-    // A binary oomprof cannot read may still run (a packed one, say); one the kernel
-    // cannot load would only fail after arming, with a second, vaguer error.
-    const problem = elfLoadProblem(readFileOrEmpty(path));
-    if (problem) throw new UserError(`${path}: corrupt ELF file, it cannot run: ${problem}`, 126);
-    return { why: e.message };
-  }
-}
-
-function readFileOrEmpty(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch {
-    return new Uint8Array();
-  }
-}
 
 /** Waits until a process is stopped (state T in /proc/PID/stat), or gone. */
 async function waitStopped(pid: number, timeoutMs = 5000): Promise<void> {

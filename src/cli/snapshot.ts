@@ -7,10 +7,10 @@ import { formatBytes, formatGoroutines } from "../output/format.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { writeHeapProfile } from "../output/report-kill.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
-import { discoverGoTarget } from "../target/go-target.ts";
-import { loadBias, ProcessMemory, readMaps } from "../target/proc.ts";
+import { discoverGoTarget } from "../gobinary/go-target.ts";
+import { loadBias, ProcessMemory, readMaps } from "../process/memory.ts";
 import { log } from "./log.ts";
-import { requireRoot } from "./run.ts";
+import { requireRoot } from "../process/privileges.ts";
 
 export const SnapshotFlags = z.object({
   pid: z.coerce.number({ message: "PID must be a number" }).int().positive("PID must be a positive integer"),
@@ -19,7 +19,7 @@ export const SnapshotFlags = z.object({
 });
 export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
 
-import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 
 /**
  * `oomprof snapshot PID`: the heap profile of a live Go process, read through

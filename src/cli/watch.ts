@@ -10,11 +10,11 @@ import { KillReporter } from "../output/kill-reporter.ts";
 import { parseUploadUrl } from "../output/upload.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
-import type { GoTarget } from "../target/go-target.ts";
-import { scanProcesses } from "../target/process-scan.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { scanProcesses } from "../process/scan.ts";
 import { log } from "./log.ts";
-import { requireRoot } from "./run.ts";
-import { DISABLED_HINT } from "../target/go-target.ts";
+import { requireRoot } from "../process/privileges.ts";
+import { DISABLED_HINT } from "../gobinary/go-target.ts";
 
 export const WatchFlags = z.object({
   out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),

@@ -2,7 +2,7 @@ import type { LiveMirror } from "../capture/live-mirror.ts";
 import type { ProbeSessions } from "../capture/probe-sessions.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
-import type { GoTarget } from "../target/go-target.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
 import { readFileSync } from "node:fs";
 import { stillRunning } from "../process/liveness.ts";
 import { log } from "../cli/log.ts";

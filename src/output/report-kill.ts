@@ -1,11 +1,11 @@
 import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
 import { UserError } from "../errors.ts";
-import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../target/go-target.ts";
+import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites, type SiteTable } from "../profile/sites.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
-import type { GoTarget } from "../target/go-target.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
 import type { Liveness } from "../process/liveness.ts";
 import { nowIso, type KillEvent } from "./events.ts";
 import { profileFileName, writeFileAtomic } from "./profile-file.ts";

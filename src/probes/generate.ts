@@ -12,8 +12,8 @@ import followExec from "../../probes/common/follow-exec.bt" with { type: "text" 
 import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import { VERSION } from "../version.ts";
-import type { GoTarget } from "../target/go-target.ts";
-import { MAX_PROCS_SUMMED } from "../target/runtime-layout.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
 import { versionAtLeast, type BpftraceHost } from "./bpftrace-host.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits, type WalkVariant } from "./walk-templates.ts";
 

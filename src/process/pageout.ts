@@ -1,6 +1,6 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { closeSync } from "node:fs";
-import { readMaps } from "../target/proc.ts";
+import { readMaps } from "./memory.ts";
 
 /**
  * bpftrace maps LLVM and Clang (about 70 MB resident on 0.17) to compile its script,

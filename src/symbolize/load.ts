@@ -1,6 +1,6 @@
 import { log } from "../cli/log.ts";
 import { BadBinaryError } from "../errors.ts";
-import type { GoTarget } from "../target/go-target.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
 import { GoSymbolizer } from "./pclntab.ts";
 import type { Symbolizer } from "./types.ts";
 

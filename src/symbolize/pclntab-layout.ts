@@ -1,6 +1,6 @@
 import { BadBinaryError } from "../errors.ts";
-import { goMinorVersion, readBuildInfo } from "../target/buildinfo.ts";
-import { PF_X, PT_LOAD, type ElfFile, type ElfSymbol } from "../target/elf.ts";
+import { goMinorVersion, readBuildInfo } from "../gobinary/buildinfo.ts";
+import { PF_X, PT_LOAD, type ElfFile, type ElfSymbol } from "../gobinary/elf.ts";
 
 /**
  * Where Go's pc/line table lives in an ELF file and how it is laid out, per

@@ -1,5 +1,5 @@
 import { BadBinaryError } from "../errors.ts";
-import { PT_LOAD, type ElfFile } from "../target/elf.ts";
+import { PT_LOAD, type ElfFile } from "../gobinary/elf.ts";
 import { findGofunc, locatePclntab, type PclntabHeader, type PclntabLayout, type Region } from "./pclntab-layout.ts";
 import type { SourceFrame } from "./types.ts";
 
@@ -166,7 +166,7 @@ export class GoSymbolizer {
    * "runtime.mProf_Flush"): its entry PC and the next function's entry, as
    * link-time addresses. Undefined if the table has no such function; if
    * several share the name, the first in PC order. Used to find runtime
-   * variables in binaries without a symbol table (src/target/stripped-vars.ts).
+   * variables in binaries without a symbol table (src/gobinary/stripped-vars.ts).
    */
   functionRange(name: string): { entry: bigint; end: bigint } | undefined {
     if (!this.functionsByName) {

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer, UNEXPECTED_PARSE_ERROR } from "../../src/symbolize/pclntab.ts";
-import { readBuildInfo } from "../../src/target/buildinfo.ts";
-import { ElfFile, elfLoadProblem } from "../../src/target/elf.ts";
+import { readBuildInfo } from "../../src/gobinary/buildinfo.ts";
+import { ElfFile, elfLoadProblem } from "../../src/gobinary/elf.ts";
 import { prng } from "../helpers/prng.ts";
 
 /**

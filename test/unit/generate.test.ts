@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { fillTemplate, generateScript } from "../../src/probes/generate.ts";
 import type { BpftraceHost } from "../../src/probes/bpftrace-host.ts";
 import { parseBpftraceVersion } from "../../src/probes/bpftrace-host.ts";
-import { discoverGoTarget, type GoTarget } from "../../src/target/go-target.ts";
+import { discoverGoTarget, type GoTarget } from "../../src/gobinary/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 const host = (version: string, kprobes: boolean): BpftraceHost => ({ path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${version}`), hasOomKillProcessKprobe: kprobes, exitKeepsMm: true });

@@ -7,7 +7,7 @@ import { reportKill } from "../../src/output/report-kill.ts";
 import { withByteCounts } from "../../src/profile/heap-views.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
-import { discoverGoTarget } from "../../src/target/go-target.ts";
+import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 /**

@@ -3,9 +3,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { readBuildInfo } from "../../src/target/buildinfo.ts";
-import { ElfFile } from "../../src/target/elf.ts";
-import { goroutineLayout } from "../../src/target/runtime-layout.ts";
+import { readBuildInfo } from "../../src/gobinary/buildinfo.ts";
+import { ElfFile } from "../../src/gobinary/elf.ts";
+import { goroutineLayout } from "../../src/gobinary/runtime-layout.ts";
 
 /**
  * The goroutine count at death reads runtime.schedt and runtime.p at offsets from a
@@ -52,7 +52,7 @@ describe.each(goList)("goroutine layout table against DWARF, %s", (go) => {
       const dwarf = Offsets.parse(JSON.parse(r.stdout.toString()));
       const elf = new ElfFile(bin, new Uint8Array(readFileSync(bin)));
       const layout = goroutineLayout(elf, readBuildInfo(elf)!.goVersion);
-      if (!layout) throw new Error(`no layout for ${dwarf.goVersion}: add it to src/target/runtime-layout.ts`);
+      if (!layout) throw new Error(`no layout for ${dwarf.goVersion}: add it to src/gobinary/runtime-layout.ts`);
       expect({ schedGFreeN: layout.schedGFreeN, schedGFreeN2: layout.schedGFreeN2, schedNgsys: layout.schedNgsys, pGFreeN: layout.pGFreeN }).toEqual({
         schedGFreeN: dwarf.schedGFreeN.offset,
         schedGFreeN2: dwarf.schedGFreeN2?.offset,

@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer } from "../../src/symbolize/pclntab.ts";
-import { ElfFile } from "../../src/target/elf.ts";
-import { discoverGoTarget } from "../../src/target/go-target.ts";
-import { decodeX86, findRuntimeVarsWithoutSymbols } from "../../src/target/stripped-vars.ts";
+import { ElfFile } from "../../src/gobinary/elf.ts";
+import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
+import { decodeX86, findRuntimeVarsWithoutSymbols } from "../../src/gobinary/stripped-vars.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 /**

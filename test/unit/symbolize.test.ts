@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { funcNameForPrint, GoSymbolizer, type SourceFrame } from "../../src/symbolize/pclntab.ts";
-import { ElfFile, PT_LOAD } from "../../src/target/elf.ts";
+import { ElfFile, PT_LOAD } from "../../src/gobinary/elf.ts";
 
 /**
  * Builds a small Go program with each toolchain in OOMPROF_GO_LIST (colon

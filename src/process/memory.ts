@@ -1,7 +1,6 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
-import type { GoTarget } from "./go-target.ts";
 
 /** One line of /proc/PID/maps. */
 export const MapsLine = z.object({
@@ -35,11 +34,18 @@ export function readMaps(pid: number): MapsLine[] {
     });
 }
 
+/** What loadBias needs to know of a binary: where its text segment sits in the file and in memory. */
+export interface MappedBinary {
+  path: string;
+  inode: number;
+  text: { vaddr: bigint | number; offset: number };
+}
+
 /**
  * The load bias of a target in a live process: where its executable text segment is
  * mapped minus where the ELF says it goes (0 for non-PIE Go binaries).
  */
-export function loadBias(target: GoTarget, maps: MapsLine[]): number {
+export function loadBias(target: MappedBinary, maps: MapsLine[]): number {
   const pageVaddr = Number(target.text.vaddr) - (Number(target.text.vaddr) % 4096);
   const pageOffset = target.text.offset - (target.text.offset % 4096);
   const text = maps.find((m) => m.inode === target.inode && m.perms[2] === "x" && m.offset === pageOffset);

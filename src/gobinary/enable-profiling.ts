@@ -1,7 +1,7 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import type { GoTarget } from "./go-target.ts";
-import { loadBias, readMaps } from "./proc.ts";
+import { loadBias, readMaps } from "../process/memory.ts";
 
 /**
  * Turns memory profiling back on in a Go process stopped at exec, before its runtime
