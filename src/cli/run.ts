@@ -15,7 +15,7 @@ import { requireRoot } from "../process/privileges.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
-import { parseUploadUrl } from "../output/upload.ts";
+import { parseUploadUrl } from "../output/upload/index.ts";
 import { SizeSchema, sizeSchema } from "./sizes.ts";
 import { log } from "./log.ts";
 

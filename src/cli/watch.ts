@@ -7,7 +7,7 @@ import { processCgroup } from "../cgroup/memory-cgroup.ts";
 import { processExists, stillRunning } from "../process/liveness.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
-import { parseUploadUrl } from "../output/upload.ts";
+import { parseUploadUrl } from "../output/upload/index.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";

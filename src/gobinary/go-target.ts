@@ -7,12 +7,6 @@ import { goroutineLayout, type GoroutineLayout } from "./runtime-layout.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
 /**
- * Everything the probes and the profile builder need to know about one Go binary,
- * read from the file on disk before the target runs. Addresses are link-time
- * virtual addresses; the load bias (non-zero for PIE) is applied at run time, in
- * the probe, from the victim's mm->start_code.
- */
-/**
  * Why a binary has no memory profile, and the fix. The linker sets
  * runtime.disableMemoryProfiling unless runtime.MemProfile (memProfileInternal from Go
  * 1.23) is reachable: a blank `import _ "runtime/pprof"` does not make it so (measured
@@ -39,9 +33,17 @@ function memRecordWords(goVersion: string): 16 | 8 | undefined {
   const minor = goMinorVersion(goVersion) ?? 0;
   return minor > NEWEST_PROFILE_LAYOUT_MINOR ? undefined : minor >= 27 ? 8 : 16;
 }
+
+/** Why a binary from a release newer than oomprof knows gets no profile (memRecordWords undefined). */
 export const UNKNOWN_LAYOUT_HINT = (goVersion: string) =>
   `${goVersion} stores heap-profile records in a layout this oomprof does not decode yet (it knows Go up to 1.${NEWEST_PROFILE_LAYOUT_MINOR}); no profile was written rather than a wrong one`;
 
+/**
+ * Everything the probes and the profile builder need to know about one Go binary,
+ * read from the file on disk before the target runs. Addresses are link-time
+ * virtual addresses; the load bias (non-zero for PIE) is applied at run time, in
+ * the probe, from the victim's mm->start_code.
+ */
 export interface GoTarget {
   path: string;
   inode: number;

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { stillRunning } from "../process/liveness.ts";
 import { log } from "../cli/log.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
-import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload.ts";
+import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
 import { reportKill } from "./report-kill.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
 

@@ -9,9 +9,9 @@ export interface VictimRecord { tag: "V"; pid: number; triggerPid: number; total
 export interface TriggerRecord { tag: "T"; pid: number; triggerComm: string }
 export interface OomKillProcessRecord { tag: "K"; pid: number; triggerPid: number; memcgConstrained: boolean; totalPages: number }
 export interface WalkHeaderRecord { tag: "H"; pid: number; targetId: number; bias: number; head: number; memProfileRate: number; cycle: number }
-/** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
 /** runtime.gcount()'s inputs at death; procs is len(allp), of which at most MAX_PROCS_SUMMED were summed. */
 export interface GoroutinesRecord { tag: "G"; pid: number; allglen: number; schedFree: number; ngsys: number; procsFree: number; procs: number }
+/** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
 export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext: number; nstk: number; size: number; counts: number[] }
 export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
 export interface WalkEndRecord { tag: "E"; pid: number }

@@ -5,7 +5,8 @@ import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer } from "../../src/symbolize/pclntab.ts";
 import { ElfFile } from "../../src/gobinary/elf.ts";
 import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
-import { decodeX86, findRuntimeVarsWithoutSymbols } from "../../src/gobinary/stripped-vars.ts";
+import { findRuntimeVarsWithoutSymbols } from "../../src/gobinary/stripped-vars.ts";
+import { decodeX86 } from "../../src/gobinary/x86-decode.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 /**

@@ -9,7 +9,7 @@ import {
   redactUrl,
   uploadProfile,
   type UploadMeta,
-} from "../../src/output/upload.ts";
+} from "../../src/output/upload/index.ts";
 
 /** A two-frame heap profile, gzipped as oomprof writes it. */
 function smallProfileGz(): Uint8Array<ArrayBuffer> {
