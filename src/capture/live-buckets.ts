@@ -1,9 +1,9 @@
+import { BUCKET, WORD_BYTES, type MemRecordWords } from "../gobinary/bucket-layout.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { goroutineCount, MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
 import type { ProcessMemory } from "../process/memory.ts";
-import type { CapturedBucket } from "./walk-capture.ts";
+import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
-const BUCKET_HEADER = 48;
 /** Go ≤1.22 keeps at most 32 frames; 1.23+ up to debug.profstackdepth (default 128, max 1024). */
 const MAX_STACK = 1024;
 
@@ -57,26 +57,27 @@ export function readLiveGoroutines(mem: ProcessMemory, target: GoTarget, bias: n
 export function readLiveBuckets(
   mem: ProcessMemory,
   head: number,
-  known?: Map<number, CapturedBucket>,
-  recordWords: 16 | 8 = 16,
+  known?: Map<number, MemProfileBucket>,
+  recordWords: MemRecordWords = 16,
   maxBuckets = 10_000_000,
-): { buckets: CapturedBucket[]; complete: boolean } {
-  const buckets: CapturedBucket[] = [];
+): { buckets: MemProfileBucket[]; complete: boolean } {
+  const buckets: MemProfileBucket[] = [];
   let at = head;
   while (at !== 0 && buckets.length < maxBuckets) {
     if (known?.has(at)) return { buckets, complete: true };
-    const hdr = mem.read(at, BUCKET_HEADER);
+    const hdr = mem.read(at, BUCKET.headerBytes);
     if (!hdr) return { buckets, complete: false };
-    const allnext = Number(hdr.readBigUInt64LE(8));
-    const size = Number(hdr.readBigUInt64LE(32));
-    const nstk = Number(hdr.readBigUInt64LE(40));
+    const allnext = Number(hdr.readBigUInt64LE(BUCKET.allnext));
+    const size = Number(hdr.readBigUInt64LE(BUCKET.size));
+    const nstk = Number(hdr.readBigUInt64LE(BUCKET.nstk));
     if (nstk > MAX_STACK) return { buckets, complete: false };
-    const body = mem.read(at + BUCKET_HEADER, nstk * 8 + recordWords * 8);
+    // stk[nstk] then the memRecord, read in one go from where the header ends.
+    const body = mem.read(at + BUCKET.headerBytes, (nstk + recordWords) * WORD_BYTES);
     if (!body) return { buckets, complete: false };
     const stack = new Array<number>(nstk);
-    for (let i = 0; i < nstk; i++) stack[i] = Number(body.readBigUInt64LE(i * 8));
+    for (let i = 0; i < nstk; i++) stack[i] = Number(body.readBigUInt64LE(i * WORD_BYTES));
     const counts = new Array<number>(recordWords);
-    for (let i = 0; i < recordWords; i++) counts[i] = Number(body.readBigUInt64LE(nstk * 8 + i * 8));
+    for (let i = 0; i < recordWords; i++) counts[i] = Number(body.readBigUInt64LE((nstk + i) * WORD_BYTES));
     buckets.push({ address: at, size, stack, counts });
     at = allnext;
   }

@@ -2,13 +2,13 @@ import { statSync } from "node:fs";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { loadBias, ProcessMemory, readMaps } from "../process/memory.ts";
 import { readLiveBuckets } from "./live-buckets.ts";
-import type { CapturedBucket } from "./walk-capture.ts";
+import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
 interface Tracked {
   mem: ProcessMemory;
   bias: number;
   target: GoTarget;
-  buckets: Map<number, CapturedBucket>;
+  buckets: Map<number, MemProfileBucket>;
 }
 
 /**
@@ -55,7 +55,7 @@ export class LiveMirror {
   }
 
   /** The mirrored buckets of pid, by address (empty when it was never mirrored). */
-  buckets(pid: number): Map<number, CapturedBucket> {
+  buckets(pid: number): Map<number, MemProfileBucket> {
     return this.tracked.get(pid)?.buckets ?? new Map();
   }
 

@@ -1,19 +1,13 @@
+import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { goroutineCount } from "../gobinary/runtime-layout.ts";
 import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
 
-/** One bucket of the victim's memory profile, as read at its death. */
-export interface CapturedBucket {
-  address: number;
-  size: number;
-  /** Return PCs, innermost first, as the runtime stored them. */
-  stack: number[];
-  /** memRecord: active then future[0..2], each [allocs, frees, alloc_bytes, free_bytes]. */
-  counts: number[];
-}
 
 /** What the probes said about one process, apart from its buckets. */
 interface ProcessFacts {
   pid: number;
+  /** When its first record arrived (performance.now()). */
+  firstSeenMs: number;
   /** Go's own fatal out-of-memory message, when that is how it died. */
   runtimeOom?: string;
   victim?: VictimRecord;
@@ -27,7 +21,7 @@ interface ProcessFacts {
 
 /** Everything the probes reported about one killed process. */
 export interface ProcessCapture extends ProcessFacts {
-  buckets: CapturedBucket[];
+  buckets: MemProfileBucket[];
   /** Goroutines at death as runtime.NumGoroutine would say; atMost when not every P's free list was summed. */
   goroutines?: { count: number; atMost: boolean };
   /** Every bucket on the list from head to the end was seen, each with its whole stack. */
@@ -109,10 +103,11 @@ export class CaptureAssembler {
    * A snapshot of what is known about pid, with completeness worked out. Stacks the
    * probes did not deliver are taken from `mirrored` (read ahead while it lived).
    */
-  capture(pid: number, mirrored?: Map<number, CapturedBucket>): ProcessCapture {
-    const s = this.state(pid);
+  capture(pid: number, mirrored?: Map<number, MemProfileBucket>): ProcessCapture {
+    // Asking does not make a process known.
+    const s = this.procs.get(pid) ?? newState(pid);
     const gaps: string[] = [];
-    const buckets: CapturedBucket[] = [];
+    const buckets: MemProfileBucket[] = [];
     if (!s.header) gaps.push("the memory-profile walk never started (not a known Go target, or no SIGKILL delivered)");
     else {
       const seen = new Set<number>();
@@ -144,12 +139,13 @@ export class CaptureAssembler {
 
   private state(pid: number): ProcessState {
     let s = this.procs.get(pid);
-    if (!s) {
-      s = { pid, counters: new Map(), stacks: new Map(), walkEnded: false, exited: false };
-      this.procs.set(pid, s);
-    }
+    if (!s) this.procs.set(pid, (s = newState(pid)));
     return s;
   }
+}
+
+function newState(pid: number): ProcessState {
+  return { pid, firstSeenMs: performance.now(), counters: new Map(), stacks: new Map(), walkEnded: false, exited: false };
 }
 
 interface ProcessState extends ProcessFacts {

@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { detectBpftrace, parseBpftraceVersion, type BpftraceHost } from "../probes/bpftrace-host.ts";
-import { generateScript } from "../probes/generate.ts";
+import { sessionScript } from "../probes/session-script.ts";
 import { targetForCommand } from "../gobinary/command-target.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
 import { resolveCommand } from "../process/command-path.ts";
 
 export const ProbesFlags = z.object({
@@ -25,7 +26,7 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
     host = await detectBpftrace();
     if (flags.kprobes !== undefined) host = { ...host, hasOomKillProcessKprobe: flags.kprobes };
   }
-  const targets = [];
+  const targets: GoTarget[] = [];
   if (argv.length) {
     const { target, why } = await targetForCommand(resolveCommand(argv[0]!));
     if (!target) throw new UserError(why ?? `${argv[0]}: not a Go program`);
@@ -33,6 +34,7 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
   }
   // `run` points uprobes at a symlink in its private directory; show where one would be.
   const uprobeLinks = new Map(targets.map((_, id) => [id, `/tmp/oomprof-bin-example/t${id}`] as [number, string]));
-  process.stdout.write(generateScript({ host, targets, uprobeLinks, followExecs: { rootPid: 1, knownInodes: targets.map((t) => t.inode) } }).text);
+  // As `run` builds it (through the same function), for a child that would be pid 1.
+  process.stdout.write(sessionScript({ host, targets, mode: { kind: "run", rootPid: 1 }, uprobeLinks }).text);
   return 0;
 }

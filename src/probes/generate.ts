@@ -1,46 +1,10 @@
-import preamble from "../../probes/common/preamble.bt" with { type: "text" };
-import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
-import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
-import canary from "../../probes/common/canary.bt" with { type: "text" };
-import goroutineCount from "../../probes/walk/goroutines.bt" with { type: "text" };
-import targetRow from "../../probes/walk/target-row.bt" with { type: "text" };
-import targetTable from "../../probes/walk/targets.bt" with { type: "text" };
-import walkStart from "../../probes/walk/start.bt" with { type: "text" };
-import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
-import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
-import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
-import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
-import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import { VERSION } from "../version.ts";
+import { BUCKET } from "../gobinary/bucket-layout.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
-import { versionAtLeast, type BpftraceHost } from "./bpftrace-host.ts";
+import type { BpftraceHost } from "./bpftrace-host.ts";
+import { allOf, comment, EMPTY_FRAGMENT, fieldPath, fill, goSymbol, joinFragments, notEqual, PROBES, uprobePath, type Fill, type TrustedFragment } from "./template.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits, type WalkVariant } from "./walk-templates.ts";
-
-/** One value a template placeholder may take: numbers and fixed identifiers only. */
-type Fill = number | bigint | string;
-
-/**
- * Fills `{{NAME}}` placeholders. Values must be numbers, bigints, or strings made only
- * of characters that cannot change the meaning of the script, so no user-controlled
- * text (a path, a comm, an argument) can ever reach bpftrace's parser.
- */
-export function fillTemplate(template: string, values: Record<string, Fill>): string {
-  const out = template.replace(/\{\{([A-Z][A-Z0-9_]*)\}\}/g, (_, name: string) => {
-    const v = values[name];
-    if (v === undefined) throw new Error(`probe template placeholder {{${name}}} has no value`);
-    if (typeof v === "bigint") return `0x${v.toString(16)}`;
-    if (typeof v === "number") {
-      if (!Number.isSafeInteger(v)) throw new Error(`probe template value for ${name} is not an integer`);
-      return String(v);
-    }
-    // Operators are allowed (the generator builds expressions from numbers); quotes,
-    // braces, semicolons and newlines are not.
-    if (!/^[A-Za-z0-9_.() *>$+\-!=&|</]*$/.test(v) || v.includes("//")) throw new Error(`probe template value for ${name} has unsafe characters`);
-    return v;
-  });
-  return out;
-}
 
 export interface ScriptOptions {
   host: BpftraceHost;
@@ -75,45 +39,65 @@ export interface GeneratedScript {
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
   const walk = chooseWalk(opts.host.version, opts.limits);
-  const parts = [fillTemplate(preamble, { OOMPROF_VERSION: VERSION, BPFTRACE_VERSION: opts.host.version.text, WALK_TEMPLATE: walk.name })];
+  const parts = [fill(PROBES.preamble, { OOMPROF_VERSION: comment(VERSION), BPFTRACE_VERSION: comment(opts.host.version.text), WALK_TEMPLATE: comment(walk.name) })];
   if (opts.victims ?? true) {
-    parts.push(markVictim);
-    if (opts.host.hasOomKillProcessKprobe) parts.push(oomKillProcessKprobe);
+    parts.push(fill(PROBES.markVictim));
+    if (opts.host.hasOomKillProcessKprobe) parts.push(fill(PROBES.oomKillProcessKprobe));
   }
-  const unknownInode = (inodes: number[]) => (inodes.length ? inodes.map((ino) => `curtask->mm->exe_file->f_inode->i_ino != ${ino}`).join(" && ") : "1");
   if (opts.followExecs) {
-    parts.push(fillTemplate(followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: unknownInode(opts.followExecs.knownInodes) }));
+    parts.push(fill(PROBES.followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: unknownInode(opts.followExecs.knownInodes) }));
   }
   const targets = [...opts.targets.entries()].filter((e): e is [number, GoTarget] => e[1] !== undefined);
-  if (opts.notifyExecs === "hold") parts.push(fillTemplate(execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(targets.map(([, t]) => t.inode)) }));
-  else if (opts.notifyExecs) parts.push(execNotify);
+  if (opts.notifyExecs === "hold") parts.push(fill(PROBES.execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(targets.map(([, t]) => t.inode)) }));
+  else if (opts.notifyExecs) parts.push(fill(PROBES.execNotify));
   if (targets.length) parts.push(...walkParts(opts, targets, walk));
-  if (opts.canary) parts.push(fillTemplate(canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
-  return { text: parts.join(""), unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
+  if (opts.canary) parts.push(fill(PROBES.canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
+  const text = joinFragments(parts).text;
+  // Every fill refuses a placeholder it has no value for; this is the last word on it.
+  const left = text.indexOf("{{");
+  if (left >= 0) throw new Error(`the generated script has an unfilled placeholder: ${JSON.stringify(text.slice(left, left + 40))}`);
+  return { text, unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
+
+/** The executable of the task the probe runs in, by inode. */
+const EXE_INODE = fieldPath("curtask", "mm", "exe_file", "f_inode", "i_ino");
+
+/** True when the current task's executable is none of `inodes`. */
+function unknownInode(inodes: number[]) {
+  return allOf(inodes.map((ino) => notEqual(EXE_INODE, ino)));
+}
+
+/** The bucket offsets the walks read with (src/gobinary/bucket-layout.ts). */
+const BUCKET_VALUES = {
+  BUCKET_ALLNEXT: BUCKET.allnext,
+  BUCKET_SIZE: BUCKET.size,
+  BUCKET_NSTK: BUCKET.nstk,
+  BUCKET_STK: BUCKET.headerBytes,
+} satisfies Record<string, Fill>;
 
 /**
  * The walk: one table of target binaries, one walk probe per attach point whatever the
  * number of binaries, the goroutine count beside each, Go's runtime OOM throw per binary
  * (a uprobe names its binary), and the exit marker that forgets a walked process.
  */
-function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTarget]>, walk: WalkVariant): string[] {
-  const rows = targets.map(([id, t]) => fillTemplate(targetRow, targetValues(t, id))).join("");
-  const parts = [targetTable.replace("{{TARGET_ROWS}}\n", rows)];
+function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTarget]>, walk: WalkVariant): TrustedFragment[] {
+  const rows = targets.map(([id, t]) => fill(PROBES.targetRow, targetValues(t, id)));
+  const parts = [fill(PROBES.targets, {}, { TARGET_ROWS: joinFragments(rows, PROBES.targetRow.origin) })];
   const counted = targets.some(([, t]) => t.goroutines);
   for (const attach of walkAttachPoints(opts.host, walk.name)) {
-    const header = attach.template.trimEnd();
-    const template = walk.template.replace("{{ATTACH}}", header).replace("{{WALK_START}}\n", walkStart);
-    parts.push(fillTemplate(template, { ...walk.values, ATTACH_NAME: attach.name }));
+    const attachName = comment(attach.name);
+    parts.push(fill(walk.template, { ...walk.values, ...BUCKET_VALUES, ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart }));
     // Needs a release whose struct layout is known; the table says which binaries have one.
-    if (counted) parts.push(fillTemplate(goroutineCount.replace("{{ATTACH}}", header), { ATTACH_NAME: attach.name, MAX_PROCS: MAX_PROCS_SUMMED }));
+    if (counted) parts.push(fill(PROBES.goroutines, { ATTACH_NAME: attachName, MAX_PROCS: MAX_PROCS_SUMMED }, { ATTACH: attach.template }));
   }
   for (const [id, target] of targets) {
     const link = opts.uprobeLinks?.get(id);
     // Go's own out-of-memory throw: the message is read under the register ABI (amd64).
-    if (link && target.throwSymbol && target.arch === "amd64") parts.push(fillTemplate(oomThrow, { TARGET_ID: id, TARGET_LINK: link, THROW_SYMBOL: target.throwSymbol }));
+    if (link && target.throwSymbol && target.arch === "amd64") {
+      parts.push(fill(PROBES.oomThrow, { TARGET_ID: id, TARGET_LINK: uprobePath(link), THROW_SYMBOL: goSymbol(target.throwSymbol) }));
+    }
   }
-  parts.push(exitMarker.replace("{{GOROUTINES_CLEANUP}}\n", counted ? "  delete(@goroutines_done[args->pid]);\n" : ""));
+  parts.push(fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT }));
   return parts;
 }
 

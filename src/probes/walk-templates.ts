@@ -1,8 +1,5 @@
-import attachExit from "../../probes/walk/attach/exit.bt" with { type: "text" };
-import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "text" };
-import walkWhile from "../../probes/walk/while.bt" with { type: "text" };
-import walkForMap from "../../probes/walk/for-map.bt" with { type: "text" };
 import { versionAtLeast, type BpftraceHost, type BpftraceVersion } from "./bpftrace-host.ts";
+import { PROBES, type TrustedFragment } from "./template.ts";
 
 /**
  * The memory-profile walk differs by bpftrace's loop features. Each variant is one
@@ -22,7 +19,7 @@ export interface WalkLimits {
 
 export interface WalkVariant {
   name: string;
-  template: string;
+  template: TrustedFragment;
   values: Record<string, number>;
 }
 
@@ -43,7 +40,7 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   // walk has one attach point (walkAttachPoints), which serves every binary.
   if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
-    return { name: "for-map", template: walkForMap, values: { ITER_KEYS: l.loopKeys } };
+    return { name: "for-map", template: PROBES.walkForMap, values: { ITER_KEYS: l.loopKeys } };
   }
   // 0.21+ compiles `while` into code the verifier explores far more of: on 0.23 the
   // while walk loads at 250 iterations and fails at 500 ("BPF program is too large").
@@ -51,7 +48,7 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   const w = { ...WHILE_DEFAULTS, ...newer, ...limits };
   return {
     name: "while",
-    template: walkWhile,
+    template: PROBES.walkWhile,
     values: { COUNTER_ITERATIONS: w.counterIterations, STACK_ITERATIONS: w.stackIterations },
   };
 }
@@ -62,11 +59,11 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
  * sched_process_exit fires before exit_mm() (the same change gave it `group_dead`), so
  * each thread fires once more with the victim's memory still mapped.
  */
-export function walkAttachPoints(host: BpftraceHost, walk: string): Array<{ name: string; template: string }> {
-  const points = [{ name: "on SIGKILL delivery", template: attachSigkill }];
+export function walkAttachPoints(host: BpftraceHost, walk: string): Array<{ name: string; template: TrustedFragment }> {
+  const points = [{ name: "on SIGKILL delivery", template: PROBES.attachSigkill }];
   // The while walk takes ~0.5 s to verify per probe: a second copy would push arming
   // past 2 s on 0.17. 0.21 allows for-loops in one probe only (chooseWalk relies on it).
   const cheapToLoad = walk !== "while" && versionAtLeast(host.version, 0, 22);
-  if (host.exitKeepsMm && cheapToLoad) points.push({ name: "on thread exit", template: attachExit });
+  if (host.exitKeepsMm && cheapToLoad) points.push({ name: "on thread exit", template: PROBES.attachExit });
   return points;
 }

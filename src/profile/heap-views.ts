@@ -1,8 +1,8 @@
-import type { CapturedBucket } from "../capture/walk-capture.ts";
+import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
 /**
  * The views of a Go memory profile at the moment of death, from each bucket's raw
- * memRecord (see FIELD-NOTES and Go's runtime/mprof.go):
+ * memRecord (see src/gobinary/bucket-layout.ts and Go's runtime/mprof.go):
  *
  * - inuse: active + every future cycle — everything not known to be freed at death,
  *   including garbage no GC has collected yet. The default: it sees the last burst.
@@ -43,7 +43,7 @@ interface Record4 {
  * memRecord keeps only {allocs, frees} per cycle (a bucket holds one object size), so
  * the bytes are the counts times the size.
  */
-export function withByteCounts(buckets: CapturedBucket[], recordWords: 16 | 8): CapturedBucket[] {
+export function withByteCounts(buckets: MemProfileBucket[], recordWords: 16 | 8): MemProfileBucket[] {
   if (recordWords === 16) return buckets;
   return buckets.map((b) => {
     const counts: number[] = [];
@@ -88,7 +88,7 @@ export function scaleHeapSample(count: number, size: number, rate: number): [num
  * Turns buckets into samples. `cycle` is the runtime's heap-profile cycle (-1 when
  * unknown, in which case gc_live is active alone).
  */
-export function heapSamples(buckets: CapturedBucket[], memProfileRate: number, cycle: number): HeapSample[] {
+export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number): HeapSample[] {
   // runtime.MemProfile: if no bucket has active data, no GC has run yet and the
   // runtime folds every cycle in; mirror that so gc_live matches what it would say.
   const noGcYet = buckets.every((b) => b.counts[0] === 0 && b.counts[1] === 0);

@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import type { CapturedBucket } from "../../src/capture/walk-capture.ts";
+import type { MemProfileBucket } from "../../src/gobinary/mem-profile-bucket.ts";
 import { VIEW_INDEX, heapSamples, scaleHeapSample } from "../../src/profile/heap-views.ts";
 
 /** counts: active, future[0], future[1], future[2], each [allocs, frees, alloc_bytes, free_bytes]. */
-function bucket(counts: number[][]): CapturedBucket {
+function bucket(counts: number[][]): MemProfileBucket {
   return { address: 0x1000, size: 1024, stack: [0x401000], counts: counts.flat() };
 }
 
