@@ -1,10 +1,5 @@
-import { z } from "zod";
 import { hostReady, realHost, runChecks, type CheckResult } from "../host/checks.ts";
-
-export const DoctorFlags = z.object({
-  json: z.boolean().default(false),
-});
-export type DoctorFlags = z.infer<typeof DoctorFlags>;
+import type { DoctorFlags } from "./options.ts";
 
 const LABEL: Record<CheckResult["status"], string> = { ok: "ok", warn: "warn", fail: "FAIL" };
 

@@ -1,36 +1,42 @@
 #!/usr/bin/env bun
-import { cac } from "cac";
-import { z } from "zod";
+import { cac, type Command } from "cac";
+import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { findBpftrace, parseBpftraceVersion } from "../probes/bpftrace-host.ts";
 import { VERSION } from "../version.ts";
 import { log } from "./log.ts";
-import { ProbesFlags, probesCommand } from "./probes-cmd.ts";
-import { RunFlags, runCommand } from "./run.ts";
-import { SnapshotFlags, snapshotCommand } from "./snapshot.ts";
-import { WatchFlags, watchCommand } from "./watch.ts";
-import { ReportFlags, reportCommand } from "./report.ts";
-import { DoctorFlags, doctorCommand } from "./doctor.ts";
+import { flagsOf, LogFlags, optionsFor, parseFlags, type CommandName } from "./options.ts";
+import { probesCommand } from "./probes-cmd.ts";
+import { runCommand } from "./run.ts";
+import { snapshotCommand } from "./snapshot.ts";
+import { watchCommand } from "./watch.ts";
+import { reportCommand } from "./report.ts";
+import { doctorCommand } from "./doctor.ts";
 
-/** Validates flags with zod and turns the first problem into one readable line. */
-function flagsOf<T extends z.ZodTypeAny>(schema: T, raw: Record<string, unknown>): z.infer<T> {
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    const flag = issue.path.length ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
-    throw new UserError(`${flag}${issue.message}`, 2);
-  }
-  return r.data;
+type CacOptions = Record<string, unknown>;
+
+/** The command's flags, from the table in options.ts. */
+function withOptions(command: Command, name: CommandName): Command {
+  for (const o of optionsFor(name)) command.option(o.flag, o.help);
+  return command;
 }
 
-/** --quiet, --verbose and --log-format mean the same on every command. */
-function setLogLevel(opts: Record<string, unknown>): void {
-  if (opts.verbose) log.setLevel("verbose");
-  if (opts.quiet) log.setLevel("quiet");
-  if (opts.logFormat !== undefined && opts.logFormat !== "text" && opts.logFormat !== "json") {
-    throw new UserError(`--log-format: use text or json, not ${JSON.stringify(opts.logFormat)}`, 2);
-  }
-  log.setJson(opts.logFormat === "json");
+/**
+ * --quiet, --verbose and --log-format mean the same on every command, and are set up
+ * before the command's own flags are checked; then the environment's complaints, if any,
+ * come out in the format asked for.
+ */
+function setUpLog(opts: CacOptions): void {
+  const flags = flagsOf(LogFlags, opts);
+  if (flags.verbose) log.setLevel("verbose");
+  if (flags.quiet) log.setLevel("quiet");
+  log.setJson(flags.logFormat === "json");
+  for (const w of config().warnings) log.warn(w);
+}
+
+/** Everything after `--`: the command to run. */
+function passthrough(opts: CacOptions): string[] {
+  return ((opts["--"] as string[] | undefined) ?? []).map(String);
 }
 
 /** `--version` names the bpftrace oomprof would use, since that decides what it can do. */
@@ -62,72 +68,46 @@ async function main(): Promise<number> {
   const cli = cac("oomprof");
   let pending: Promise<number> | undefined;
 
-  cli
-    .command("run", "Run a program and capture its Go heap profile if it is OOM-killed")
-    .option("--limit <size>", "Run it in a fresh memory cgroup with this limit (256M, 1G, ...)")
-    .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
-    .option("--events <path>", "Write NDJSON events to this file, or - for stdout (the child's stdout then goes to stderr)")
-    .option("--upload <url>", "Also send each profile to Pyroscope (http://host:4040) or Parca (parca+http://host:7070)")
-    .option("--rate <size>", "MemProfileRate to turn on in a binary built without memory profiling (default 512K)")
-    .option("--quiet", "Only warnings and errors on stderr")
-    .option("--verbose", "More detail on stderr")
-    .option("--log-format <fmt>", "text (default) or json: one JSON object a line on stderr")
+  withOptions(cli.command("run", "Run a program and capture its Go heap profile if it is OOM-killed"), "run")
     .example("sudo oomprof run --limit 256M --out /var/tmp/oom --events - -- ./mygoapp --flag")
-    .action((opts: Record<string, unknown>) => {
-      setLogLevel(opts);
-      const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
-      pending = runCommand(argv, flagsOf(RunFlags, { limit: opts.limit, out: opts.out, events: opts.events, quiet: opts.quiet, rate: opts.rate, upload: opts.upload }));
+    .action((opts: CacOptions) => {
+      setUpLog(opts);
+      pending = runCommand(passthrough(opts), parseFlags("run", opts));
     });
 
-  cli
-    .command("probes", "Show the bpftrace script oomprof would load")
-    .option("--print", "Print the script")
-    .option("--bpftrace-version <x.y.z>", "Generate for this bpftrace version instead of the installed one")
-    .option("--kprobes", "Assume the host lists kprobe:oom_kill_process")
+  withOptions(cli.command("probes", "Show the bpftrace script oomprof would load"), "probes")
     .example("oomprof probes --print -- ./mygoapp")
-    .action((opts: Record<string, unknown>) => {
-      const argv = ((opts["--"] as string[] | undefined) ?? []).map(String);
-      pending = probesCommand(argv, flagsOf(ProbesFlags, { print: opts.print, bpftraceVersion: opts.bpftraceVersion, kprobes: opts.kprobes }));
+    .action((opts: CacOptions) => {
+      setUpLog(opts);
+      pending = probesCommand(passthrough(opts), parseFlags("probes", opts));
     });
 
-  cli
-    .command("watch", "Profile any Go process on this host that the OOM killer picks, until stopped")
-    .option("--out <dir>", "Directory for profiles (default: $OOMPROF_OUT or .)")
-    .option("--events <path>", "Write NDJSON events to this file, or - for stdout")
-    .option("--quiet", "Only warnings and errors on stderr")
-    .option("--verbose", "More detail on stderr")
-    .option("--log-format <fmt>", "text (default) or json: one JSON object a line on stderr")
-    .option("--upload <url>", "Also send each profile to Pyroscope (http://host:4040) or Parca (parca+http://host:7070)")
-    .option("--hold-new-binaries", "Stop the first process of each new executable until it is read (no unprofiled window for new Go binaries)")
+  withOptions(cli.command("watch", "Profile any Go process on this host that the OOM killer picks, until stopped"), "watch")
     .example("sudo oomprof watch --out /var/lib/oomprof --events /var/log/oomprof.ndjson")
-    .action((opts: Record<string, unknown>) => {
-      setLogLevel(opts);
-      pending = watchCommand(flagsOf(WatchFlags, { out: opts.out, events: opts.events, quiet: opts.quiet, holdNewBinaries: opts.holdNewBinaries, upload: opts.upload }));
+    .action((opts: CacOptions) => {
+      setUpLog(opts);
+      pending = watchCommand(parseFlags("watch", opts));
     });
 
-  cli
-    .command("snapshot <pid>", "Write the heap profile of a live Go process now, without stopping it")
-    .option("--out <dir>", "Directory for the profile (default: $OOMPROF_OUT or .)")
-    .option("--events <path>", "Write an NDJSON snapshot event to this file, or - for stdout")
+  withOptions(cli.command("snapshot <pid>", "Write the heap profile of a live Go process now, without stopping it"), "snapshot")
     .example("sudo oomprof snapshot 1234 --out /var/tmp/oom")
-    .action((pid: string, opts: Record<string, unknown>) => {
-      pending = snapshotCommand(flagsOf(SnapshotFlags, { pid, out: opts.out, events: opts.events }));
+    .action((pid: string, opts: CacOptions) => {
+      setUpLog(opts);
+      pending = snapshotCommand(parseFlags("snapshot", opts, { pid }));
     });
 
-  cli
-    .command("report <file>", "Write a self-contained HTML report (flame graph, top table) of a profile")
-    .option("-o, --output <file>", "Where to write it (default: FILE with .pb.gz replaced by .html)")
+  withOptions(cli.command("report <file>", "Write a self-contained HTML report (flame graph, top table) of a profile"), "report")
     .example("oomprof report leaker-1234-20261126T132902Z.pb.gz -o report.html")
-    .action((file: string, opts: Record<string, unknown>) => {
-      pending = reportCommand(flagsOf(ReportFlags, { file, output: opts.output }));
+    .action((file: string, opts: CacOptions) => {
+      setUpLog(opts);
+      pending = reportCommand(parseFlags("report", opts, { file }));
     });
 
-  cli
-    .command("doctor", "Check that this host has what oomprof needs, and how to fix what is missing")
-    .option("--json", "Print the checks as one JSON object")
+  withOptions(cli.command("doctor", "Check that this host has what oomprof needs, and how to fix what is missing"), "doctor")
     .example("sudo oomprof doctor")
-    .action((opts: Record<string, unknown>) => {
-      pending = doctorCommand(flagsOf(DoctorFlags, { json: opts.json }));
+    .action((opts: CacOptions) => {
+      setUpLog(opts);
+      pending = doctorCommand(parseFlags("doctor", opts));
     });
 
   cli.help();
@@ -162,7 +142,7 @@ try {
     process.exitCode = e.exitCode;
   } else {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`oomprof: internal error: ${msg.split("\n")[0]}${process.env.OOMPROF_DEBUG ? `\n${(e as Error).stack}` : " (set OOMPROF_DEBUG=1 for details)"}\n`);
+    process.stderr.write(`oomprof: internal error: ${msg.split("\n")[0]}${config().debug ? `\n${(e as Error).stack}` : " (set OOMPROF_DEBUG=1 for details)"}\n`);
     process.exitCode = 70;
   }
 }

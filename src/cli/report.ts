@@ -1,16 +1,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { decodeProfile, foldProfile } from "../report/flame-data.ts";
 import { renderReportHtml } from "../report/html.ts";
 import { log } from "./log.ts";
-
-export const ReportFlags = z.object({
-  file: z.string({ message: "a profile file is required" }).min(1, "a profile file is required"),
-  output: z.string().min(1, "needs a file name").optional(),
-});
-export type ReportFlags = z.infer<typeof ReportFlags>;
+import type { ReportFlags } from "./options.ts";
 
 /** FILE.pb.gz → FILE.html; anything else gets .html appended. */
 export function defaultReportPath(file: string): string {

@@ -7,19 +7,11 @@ import { formatBytes, formatGoroutines } from "../output/format.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { writeHeapProfile } from "../output/report-kill.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
-import { discoverGoTarget } from "../gobinary/go-target.ts";
+import { discoverGoTarget, DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 import { loadBias, ProcessMemory, readMaps } from "../process/memory.ts";
 import { log } from "./log.ts";
+import type { SnapshotFlags } from "./options.ts";
 import { requireRoot } from "../process/privileges.ts";
-
-export const SnapshotFlags = z.object({
-  pid: z.coerce.number({ message: "PID must be a number" }).int().positive("PID must be a positive integer"),
-  out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
-  events: z.string().min(1).optional(),
-});
-export type SnapshotFlags = z.infer<typeof SnapshotFlags>;
-
-import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 
 /**
  * `oomprof snapshot PID`: the heap profile of a live Go process, read through
@@ -79,7 +71,7 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
     const gaps = complete ? [] : [`the bucket list could not be read past ${buckets.length} buckets`];
     const { path, sites } = writeHeapProfile({
       target,
-      symbolizer: loadSymbolizer(target),
+      symbolizer: loadSymbolizer(target, (m) => log.warn(m)),
       outDir,
       pid,
       comm,

@@ -1,5 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { release } from "node:os";
+import { config } from "../config.ts";
 import { MIN_BPFTRACE, parseBpftraceVersion, versionAtLeast, type BpftraceVersion } from "../probes/bpftrace-host.ts";
 import { chooseWalk, walkAttachPoints } from "../probes/walk-templates.ts";
 
@@ -25,7 +26,8 @@ export type PathState = "present" | "missing" | "denied";
 export interface HostView {
   euid: number;
   userName(uid: number): string | undefined;
-  env(name: string): string | undefined;
+  /** OOMPROF_BPFTRACE, when set. */
+  bpftraceOverride: string | undefined;
   read(path: string): string | undefined;
   /** Whether a path exists, or cannot be looked at for lack of permission. */
   stat(path: string): PathState;
@@ -49,7 +51,7 @@ export function realHost(): HostView {
       }
       return undefined;
     },
-    env: (name) => process.env[name],
+    bpftraceOverride: config().bpftrace,
     read(path) {
       try {
         return readFileSync(path, "utf8");
@@ -141,7 +143,7 @@ export interface BpftraceFinding {
 
 export function checkBpftrace(h: HostView): { result: CheckResult; found: BpftraceFinding } {
   const name = "bpftrace";
-  const fromEnv = h.env("OOMPROF_BPFTRACE");
+  const fromEnv = h.bpftraceOverride;
   const install = "install bpftrace 0.17 or newer (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace), or set OOMPROF_BPFTRACE=/path/to/bpftrace";
   const path = fromEnv ?? h.which("bpftrace");
   if (!path) return { result: { name, status: "fail", found: "not found on PATH", fix: install }, found: {} };

@@ -1,4 +1,6 @@
-import type { CapturedBucket, ProcessCapture } from "../capture/walk-capture.ts";
+import type { ProcessCapture } from "../capture/walk-capture.ts";
+import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
+import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
@@ -40,7 +42,7 @@ export interface HeapProfileInput {
   pid: number;
   comm: string;
   when: Date;
-  buckets: CapturedBucket[];
+  buckets: MemProfileBucket[];
   memProfileRate: number;
   cycle: number;
   bias: number;
@@ -133,7 +135,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       // A full disk or a vanished --out: the event still says what happened. Anything
       // else is a bug, but the kill is still reported rather than lost with a crash.
       reason = e instanceof UserError ? e.message : `could not build the profile (a bug in oomprof, please report it): ${(e as Error).message}`;
-      if (!(e instanceof UserError) && process.env.OOMPROF_DEBUG) console.error(e);
+      if (!(e instanceof UserError) && config().debug) console.error(e);
     }
   }
   const v = c.victim;

@@ -1,3 +1,4 @@
+import { config } from "../config.ts";
 import type { SiteTable } from "../profile/sites.ts";
 import type { KillEvent } from "./events.ts";
 import { formatBytes, formatGoroutines, formatPercent } from "./format.ts";
@@ -13,7 +14,7 @@ export interface Style {
 }
 
 export function terminalStyle(stream: { isTTY?: boolean }): Style {
-  const on = !!stream.isTTY && !process.env.NO_COLOR;
+  const on = !!stream.isTTY && !config().noColor;
   const wrap = (code: string) => (s: string) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
   return { bold: wrap("1"), red: wrap("31"), dim: wrap("2") };
 }

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
+import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 
 /** What this host's bpftrace is and which attach points it offers. */
@@ -34,7 +35,7 @@ export function versionAtLeast(v: BpftraceVersion, major: number, minor: number)
 }
 
 export function findBpftrace(): string {
-  const fromEnv = process.env.OOMPROF_BPFTRACE;
+  const fromEnv = config().bpftrace;
   const path = fromEnv ? (existsSync(fromEnv) ? fromEnv : undefined) : Bun.which("bpftrace");
   if (!path) {
     throw new UserError("bpftrace not found on PATH: install it (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace) or set OOMPROF_BPFTRACE", 1);

@@ -1,6 +1,7 @@
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { dieWithParent } from "../process/parent-death.ts";
 import { parseBpftraceLine } from "./bpftrace-json.ts";
@@ -153,7 +154,8 @@ export class BpftraceSession {
 
   private handleLine(line: string, onAttached: (probes: number) => void): void {
     // OOMPROF_RECORD_STREAM keeps the raw stream, for debugging and for test fixtures.
-    if (process.env.OOMPROF_RECORD_STREAM) appendFileSync(process.env.OOMPROF_RECORD_STREAM, `${line}\n`);
+    const record = config().recordStream;
+    if (record) appendFileSync(record, `${line}\n`);
     const msg = parseBpftraceLine(line);
     switch (msg.type) {
       case "attached_probes":
