@@ -1,8 +1,7 @@
 import { constants as osConstants } from "node:os";
-import { z } from "zod";
 import { continueStoppedTree, processState } from "../process/liveness.ts";
 import { dieWithParent } from "../process/parent-death.ts";
-import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS } from "../capture/drain.ts";
+import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS, readyToReport, RUN_READINESS } from "../capture/readiness.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
@@ -15,21 +14,8 @@ import { requireRoot } from "../process/privileges.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
-import { parseUploadUrl } from "../output/upload/index.ts";
-import { SizeSchema, sizeSchema } from "./sizes.ts";
 import { log } from "./log.ts";
-
-export const RunFlags = z.object({
-  limit: SizeSchema.optional(),
-  out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
-  events: z.string().min(1).optional(),
-  quiet: z.boolean().default(false),
-  /** Send each profile to a Pyroscope or Parca server too (src/output/upload.ts). */
-  upload: z.string().min(1).transform((u) => parseUploadUrl(u)).optional(),
-  /** MemProfileRate to switch on in a binary whose memory profiling is off. */
-  rate: sizeSchema(1, "1").default(512 * 1024),
-});
-export type RunFlags = z.infer<typeof RunFlags>;
+import type { RunFlags } from "./options.ts";
 
 /** Waits until a process is stopped (state T in /proc/PID/stat), or gone. */
 async function waitStopped(pid: number, timeoutMs = 5000): Promise<void> {
@@ -83,15 +69,14 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     for (const [sig, h] of handlers) process.on(sig, h);
 
     const pendingReports: Array<Promise<unknown>> = [];
-    // Assigned just below; the callbacks above only run once bpftrace is started.
-    // eslint-disable-next-line prefer-const
-    let reporter: KillReporter;
+    // Assigned below, before bpftrace starts: the callbacks only run after that.
+    let reporter!: KillReporter;
     const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid, memProfileRate: flags.rate }, {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
         if (r.tag === "X" || r.tag === "E") wake?.();
         // A descendant (not the child itself) killed while the child lives: report it now.
-        if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.execs.has(pid)) {
+        if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.exec(pid)) {
           pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
         }
       },
@@ -110,13 +95,14 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
     const mirror = new LiveMirror(function* () {
       yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
-      for (const [pid, e] of probeSessions.execs) if (e.target) yield [pid, probeSessions.targets] as [number, GoTarget[]];
+      for (const pid of probeSessions.goExecPids()) yield [pid, probeSessions.targets] as [number, GoTarget[]];
     }, 250, (n) => probeSessions.ensureCapacity(n));
     reporter = new KillReporter({
-      sessions: probeSessions,
+      captures: probeSessions,
       events,
       outDir,
-      quiet: flags.quiet,
+      warn: (m) => log.warn(m),
+      summary: flags.quiet || log.json ? undefined : (text) => process.stderr.write(text),
       upload: flags.upload,
       mirror,
       placement: () => ({ cgroup: cgroupName, limitBytes: cgroup?.limitBytes ?? null }),
@@ -152,39 +138,39 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     mirror.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     const status = exitStatus(child);
-    const assembler = probeSessions.assembler;
 
     // The walk runs in the dying process's threads; its last lines may still be in
     // flight. Wait for every killed process of ours (the child, or a program it ran)
-    // until its walk is whole or it is gone.
+    // until its capture is ready to report (capture/readiness.ts).
     // A SIGKILLed child's records may still be on their way when its exit is seen (bpftrace
     // reads its buffers on its own schedule): it counts as ours before any arrive.
     const killed = child.signalCode === "SIGKILL";
+    const drainStart = performance.now();
     const ours = () => {
-      const pids = assembler.pids().filter((p) => (p === child.pid || probeSessions.execs.has(p)) && !reporter.hasReported(p));
+      const pids = probeSessions.pids().filter((p) => (p === child.pid || probeSessions.exec(p)) && !reporter.hasReported(p));
       if (killed && !pids.includes(child.pid) && !reporter.hasReported(child.pid)) pids.push(child.pid);
       return pids;
     };
-    const settled = (pid: number) => {
-      if (!assembler.has(pid)) return false;
-      const c = assembler.capture(pid, mirror.buckets(pid));
-      if (!c.victim && !c.header) return true;
-      if (probeSessions.captureWhole(c)) return true;
-      // The exit marker can be read before another CPU's buffer (bpftrace < 0.19 has one
-      // per CPU): once the process is gone, wait for the stream to go quiet briefly.
-      if (c.exited && performance.now() - lastRecordAt > EXIT_QUIET_MS) return true;
-      // Killed but not a Go program we walk: nothing more will come.
-      const walkable = c.header || probeSessions.execs.get(pid)?.target || (pid === child.pid && target);
-      return !walkable;
+    const ready = (pid: number) => {
+      const capture = probeSessions.capture(pid, mirror.buckets(pid));
+      const victim = {
+        capture,
+        since: capture?.firstSeenMs ?? drainStart,
+        walkExpected: Boolean(probeSessions.exec(pid)?.target || (pid === child.pid && target)),
+        countsGoroutines: capture !== undefined && probeSessions.countsGoroutines(capture),
+        // The child has exited; a program it ran and that outlived it is not waited for.
+        running: false,
+      };
+      return readyToReport(victim, { now: performance.now(), lastRecordAt }, RUN_READINESS);
     };
     // A Go program the child ran may have died just before it: its records were all
     // written before the child could see that death, but may not be read yet. Wait for
     // the stream to go quiet once, so its report comes before the exit event.
-    const descendants = [...probeSessions.execs.values()].some((e) => e.target);
+    const descendants = probeSessions.goExecPids().length > 0;
     const quiet = () => performance.now() - lastRecordAt >= EXIT_QUIET_MS;
     if (!reporter.bpftraceLost) {
       const hardDeadline = performance.now() + DRAIN_MAX_MS;
-      while (performance.now() < hardDeadline && performance.now() - lastRecordAt < DRAIN_IDLE_MS && (!ours().every(settled) || (descendants && !quiet()))) {
+      while (performance.now() < hardDeadline && performance.now() - lastRecordAt < DRAIN_IDLE_MS && (!ours().every(ready) || (descendants && !quiet()))) {
         await new Promise<void>((res) => {
           wake = res;
           setTimeout(res, 50);

@@ -1,37 +1,31 @@
 import { readlinkSync, statSync } from "node:fs";
-import { z } from "zod";
-import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS } from "../capture/drain.ts";
+import { readyToReport, WATCH_READINESS } from "../capture/readiness.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { processCgroup } from "../cgroup/memory-cgroup.ts";
 import { processExists, stillRunning } from "../process/liveness.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
-import { parseUploadUrl } from "../output/upload/index.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { scanProcesses } from "../process/scan.ts";
+import { config } from "../config.ts";
 import { log } from "./log.ts";
+import type { WatchFlags } from "./options.ts";
 import { requireRoot } from "../process/privileges.ts";
 import { DISABLED_HINT } from "../gobinary/go-target.ts";
 
-export const WatchFlags = z.object({
-  out: z.string().min(1).default(process.env.OOMPROF_OUT ?? "."),
-  events: z.string().min(1).optional(),
-  quiet: z.boolean().default(false),
-  /** Send each profile to a Pyroscope or Parca server too (src/output/upload.ts). */
-  upload: z.string().min(1).transform((u) => parseUploadUrl(u)).optional(),
-  holdNewBinaries: z.boolean().default(false),
-});
-export type WatchFlags = z.infer<typeof WatchFlags>;
-
-/** A victim that is not a Go program oomprof walks is reported after this (no walk will come). */
-const NON_GO_SETTLE_MS = 300;
 const MIRROR_INTERVAL_MS = 1000;
-const PRUNE_CHECK_MS = Number(process.env.OOMPROF_PRUNE_CHECK_MS) || 15_000;
-/** How long a picked victim may go on running before it is reported as not killed. */
-const NOT_KILLED_GRACE_MS = 5000;
+
+/** A victim heard of and not reported yet, with what was read of it while it was still there. */
+interface PendingVictim {
+  since: number;
+  cgroup: string | null;
+  exe?: string;
+  /** Its binary, when oomprof walks it: its walk is waited for. */
+  target?: GoTarget;
+}
 
 /**
  * `oomprof watch`: profiles any Go process on the host that the OOM killer picks,
@@ -57,19 +51,15 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       lastRecordAt = performance.now();
       if (pid === undefined) return;
       if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
-        pending.set(pid, performance.now());
         // The victim is still there (killed, not yet reaped): note what it was.
-        cgroups.set(pid, processCgroup(pid) ?? null);
+        const victim: PendingVictim = { since: performance.now(), cgroup: processCgroup(pid) ?? null };
         try {
-          exes.set(pid, readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
-          const target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
-          if (target) {
-            walkExpected.add(pid);
-            victimTargets.set(pid, target);
-          }
+          victim.exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
+          victim.target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
         } catch {
           /* already gone */
         }
+        pending.set(pid, victim);
       }
     },
     onWarning: (m) => log.warn(m),
@@ -112,12 +102,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       goProcesses++;
     }
   }
-  const pending = new Map<number, number>();
-  const cgroups = new Map<number, string | null>();
-  const exes = new Map<number, string>();
-  /** Victims whose binary oomprof walks: their walk is waited for. */
-  const walkExpected = new Set<number>();
-  const victimTargets = new Map<number, GoTarget>();
+  const pending = new Map<number, PendingVictim>();
   const probes = await sessions.start(initial);
   initial.forEach(announce);
   const armedMs = Math.round(performance.now() - t0);
@@ -142,17 +127,17 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   }, MIRROR_INTERVAL_MS, (n) => sessions.ensureCapacity(n));
   mirror.start();
   const reporter = new KillReporter({
-    sessions,
+    captures: sessions,
     events,
     outDir,
-    quiet: flags.quiet,
+    warn: (m) => log.warn(m),
+    summary: flags.quiet || log.json ? undefined : (text) => process.stderr.write(text),
     upload: flags.upload,
     mirror,
-    placement: (pid) => ({ cgroup: cgroups.get(pid) ?? null, limitBytes: null }),
+    placement: (pid) => ({ cgroup: pending.get(pid)?.cgroup ?? null, limitBytes: null }),
     fallback: (pid) => {
-      const exe = exes.get(pid);
       // A Go binary oomprof knows, whose walk had not run (not attached yet, say): say so.
-      const target = victimTargets.get(pid);
+      const { exe, target } = pending.get(pid) ?? {};
       return { exe, target, why: exe && !target ? `${exe}: not a Go program oomprof walks` : undefined };
     },
   });
@@ -160,26 +145,18 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   // Report each kill once its walk is whole, the process is gone, or time is up.
   const settle = setInterval(() => {
     const now = performance.now();
-    for (const [pid, since] of pending) {
-      const c = sessions.assembler.capture(pid, mirror.buckets(pid));
-      const walkable = c.header !== undefined || walkExpected.has(pid);
-      const idle = now - Math.max(since, lastRecordAt) > DRAIN_IDLE_MS;
-      // After the exit marker, other CPUs' buffers (bpftrace < 0.19) may still hold lines.
-      // A victim that still runs may only be slow to die: give it a grace period before
-      // reporting it as picked but not killed.
-      const settled = !stillRunning(pid) || now - since > NOT_KILLED_GRACE_MS;
-      const done =
-        (c.exited && now - lastRecordAt > EXIT_QUIET_MS) ||
-        sessions.captureWhole(c) ||
-        (settled && ((!walkable && now - since > NON_GO_SETTLE_MS) || (walkable && idle))) ||
-        now - since > DRAIN_MAX_MS;
-      if (!done) continue;
+    for (const [pid, victim] of pending) {
+      const capture = sessions.capture(pid, mirror.buckets(pid));
+      const state = {
+        capture,
+        since: victim.since,
+        walkExpected: victim.target !== undefined,
+        countsGoroutines: capture !== undefined && sessions.countsGoroutines(capture),
+        running: stillRunning(pid) !== undefined,
+      };
+      if (!readyToReport(state, { now, lastRecordAt }, WATCH_READINESS)) continue;
       reporter.report(pid);
       pending.delete(pid);
-      cgroups.delete(pid);
-      exes.delete(pid);
-      walkExpected.delete(pid);
-      victimTargets.delete(pid);
       mirror.forget(pid);
     }
     // Forget mirrors of processes that exited without being killed: at the mirror's pace,
@@ -195,7 +172,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   let lastForgetCheck = 0;
 
   // Binaries whose processes are all gone stop being walked after a while.
-  const pruning = setInterval(() => sessions.prune(new Set(scanProcesses().map((p) => p.inode))), PRUNE_CHECK_MS);
+  const pruning = setInterval(() => sessions.prune(new Set(scanProcesses().map((p) => p.inode))), config().pruneCheckMs);
 
   const code = await done;
   clearInterval(pruning);

@@ -1,21 +1,22 @@
+import { readFileSync } from "node:fs";
 import type { LiveMirror } from "../capture/live-mirror.ts";
-import type { ProbeSessions } from "../capture/probe-sessions.ts";
+import type { CaptureSource } from "../capture/probe-sessions.ts";
+import type { GoTarget } from "../gobinary/go-target.ts";
+import { stillRunning } from "../process/liveness.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
-import type { GoTarget } from "../gobinary/go-target.ts";
-import { readFileSync } from "node:fs";
-import { stillRunning } from "../process/liveness.ts";
-import { log } from "../cli/log.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
 import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
 import { reportKill } from "./report-kill.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
 
 export interface KillReporterOptions {
-  sessions: ProbeSessions;
+  captures: CaptureSource;
   events: EventWriter;
   outDir: string;
-  quiet: boolean;
+  /** Where the human summary of each kill goes; none with --quiet or JSON logs. */
+  summary?(text: string): void;
+  warn(message: string): void;
   mirror?: LiveMirror;
   /** Where the process ran and the limit, when oomprof knows. */
   placement(pid: number): { cgroup: string | null; limitBytes: number | null };
@@ -46,31 +47,30 @@ export class KillReporter {
 
   /** Reports pid if the probes saw it killed; returns the event, or undefined if there is nothing to say. */
   report(pid: number): KillEvent | undefined {
-    const { sessions } = this.o;
-    if (this.reported.has(pid) || !sessions.assembler.has(pid)) return undefined;
-    const capture = sessions.assembler.capture(pid, this.o.mirror?.buckets(pid));
-    if (!capture.victim && !capture.header) return undefined;
+    const { captures } = this.o;
+    if (this.reported.has(pid)) return undefined;
+    const capture = captures.capture(pid, this.o.mirror?.buckets(pid));
+    if (!capture || (!capture.victim && !capture.header)) return undefined;
     this.reported.add(pid);
-    const exec = sessions.execs.get(pid);
+    const exec = captures.exec(pid);
     const fallback = this.o.fallback?.(pid);
-    const walked = capture.header ? sessions.targetById(capture.header.targetId) : undefined;
+    const walked = capture.header ? captures.targetById(capture.header.targetId) : undefined;
     const target = walked ?? exec?.target ?? fallback?.target;
     const { event, sites } = reportKill(capture, {
       target,
       symbolizer: target ? this.symbolizer(target) : undefined,
       outDir: this.o.outDir,
-      lostEvents: sessions.lostEvents,
-      ...this.placementOf(pid),
-      firstSeenMs: sessions.firstSeenMs.get(pid),
+      lostEvents: captures.lostEvents,
+      ...this.o.placement(pid),
+      firstSeenMs: capture.firstSeenMs,
       exe: exec?.path ?? fallback?.exe,
       stillRunning: capture.exited ? undefined : stillRunning(pid),
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
     });
     this.o.events.emit(event);
-    if (!this.o.quiet && !log.json) process.stderr.write(renderKillSummary(event, sites, this.style));
+    this.o.summary?.(renderKillSummary(event, sites, this.style));
     if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
-    sessions.assembler.forget(pid);
-    sessions.firstSeenMs.delete(pid);
+    captures.forget(pid);
     return event;
   }
 
@@ -91,12 +91,8 @@ export class KillReporter {
       labels: { reason: event.event },
     });
     const url = redactUrl(target.url);
-    if (!result.ok) log.warn(`upload of ${profile} to ${url} failed after ${result.attempts} attempts (${result.error}); the profile stays on disk`);
+    if (!result.ok) this.o.warn(`upload of ${profile} to ${url} failed after ${result.attempts} attempts (${result.error}); the profile stays on disk`);
     this.o.events.emit({ event: "upload", time: nowIso(), pid: event.pid, profile, url, ok: result.ok, attempts: result.attempts, error: result.ok ? null : (result.error ?? "failed") });
-  }
-
-  private placementOf(pid: number): { cgroup: string | null; limitBytes: number | null } {
-    return this.o.placement(pid);
   }
 
   /**
@@ -106,7 +102,7 @@ export class KillReporter {
   private symbolizer(t: GoTarget): Symbolizer | undefined {
     if (!this.symbolizers.has(t)) {
       if (this.symbolizers.size >= SYMBOLIZERS_KEPT) this.symbolizers.delete(this.symbolizers.keys().next().value!);
-      this.symbolizers.set(t, loadSymbolizer(t));
+      this.symbolizers.set(t, loadSymbolizer(t, this.o.warn));
     }
     return this.symbolizers.get(t);
   }

@@ -1,4 +1,3 @@
-import { log } from "../cli/log.ts";
 import { BadBinaryError } from "../errors.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { GoSymbolizer } from "./pclntab.ts";
@@ -9,12 +8,12 @@ import type { Symbolizer } from "./types.ts";
  * stripping), or undefined when its tables cannot be read: the profile then carries
  * addresses and the mapping, and `go tool pprof` symbolizes from the binary.
  */
-export function loadSymbolizer(target: GoTarget): Symbolizer | undefined {
+export function loadSymbolizer(target: GoTarget, warn: (message: string) => void): Symbolizer | undefined {
   try {
     return GoSymbolizer.fromElf(target.readElf());
   } catch (e) {
     if (!(e instanceof BadBinaryError)) throw e;
-    log.warn(`${target.path}: cannot read its symbol tables (${e.message}); the profile will carry addresses only`);
+    warn(`${target.path}: cannot read its symbol tables (${e.message}); the profile will carry addresses only`);
     return undefined;
   }
 }

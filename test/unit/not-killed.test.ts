@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
-import type { ProbeSessions } from "../../src/capture/probe-sessions.ts";
+import type { CaptureSource } from "../../src/capture/probe-sessions.ts";
 import { EventWriter, KillEvent } from "../../src/output/events.ts";
 import { KillReporter } from "../../src/output/kill-reporter.ts";
 import { stillRunning } from "../../src/process/liveness.ts";
@@ -26,10 +26,16 @@ function reportVictim(pid: number, pickedMsAgo: number): KillEvent {
   const assembler = new CaptureAssembler();
   assembler.add(parseRecord(`V ${pid} ${process.pid} 713400 65152 1288 0 0 sleep`));
   assembler.add(parseRecord(`T ${pid} bun`));
-  const sessions = { assembler, execs: new Map(), targetById: () => undefined, lostEvents: 0, firstSeenMs: new Map([[pid, performance.now() - pickedMsAgo]]) };
+  const captures: CaptureSource = {
+    capture: (p) => (p === pid ? { ...assembler.capture(p), firstSeenMs: performance.now() - pickedMsAgo } : undefined),
+    forget: (p) => assembler.forget(p),
+    targetById: () => undefined,
+    exec: () => undefined,
+    lostEvents: 0,
+  };
   const eventsFile = join(dir, `events-${pid}-${pickedMsAgo}.ndjson`);
   const events = new EventWriter(eventsFile);
-  const reporter = new KillReporter({ sessions: sessions as unknown as ProbeSessions, events, outDir: dir, quiet: true, placement: () => ({ cgroup: null, limitBytes: null }) });
+  const reporter = new KillReporter({ captures, events, outDir: dir, warn: () => {}, placement: () => ({ cgroup: null, limitBytes: null }) });
   expect(reporter.report(pid)).toBeDefined();
   events.close();
   return KillEvent.parse(JSON.parse(readFileSync(eventsFile, "utf8").trim()));

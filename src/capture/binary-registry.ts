@@ -1,0 +1,122 @@
+import { readlinkSync, statSync } from "node:fs";
+import { BadBinaryError } from "../errors.ts";
+import { discoverGoTarget, type GoTarget } from "../gobinary/go-target.ts";
+
+/** What oomprof knows about a program seen exec'd, for the kill report. */
+export interface ExecInfo {
+  path: string;
+  target?: GoTarget;
+  why?: string;
+}
+
+/** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
+const MAX_NON_GO_REMEMBERED = 4096;
+
+/**
+ * The Go binaries one oomprof command walks, by target id (the id the probes print), and
+ * the executables it has read and found not to be Go. Ids are never reused: a pruned
+ * binary leaves a hole, so ids in records from an older bpftrace stay valid.
+ */
+export class BinaryRegistry {
+  private byId: Array<GoTarget | undefined> = [];
+  /** When each target last had a live process (watch prunes those without). */
+  private lastLive = new Map<GoTarget, number>();
+  /** Non-Go executables by inode, with the size and mtime that tell a reused inode apart. */
+  private nonGo = new Map<number, { why: string; stamp: string }>();
+
+  /** @param walkable whether a Go binary gets a walk (watch cannot walk one without profiling). */
+  constructor(private walkable: (t: GoTarget) => boolean) {}
+
+  /** The binaries walked now. */
+  get targets(): GoTarget[] {
+    return this.byId.filter((t): t is GoTarget => t !== undefined);
+  }
+
+  /** The target table by id, holes included, as the script generator numbers it. */
+  get table(): ReadonlyArray<GoTarget | undefined> {
+    return this.byId;
+  }
+
+  byIdOf(id: number): GoTarget | undefined {
+    return this.byId[id];
+  }
+
+  byInode(inode: number): GoTarget | undefined {
+    return this.byId.find((t) => t?.inode === inode);
+  }
+
+  /** An executable read before and found not to be a Go program oomprof walks. */
+  knownNonGo(inode: number): boolean {
+    return this.nonGo.has(inode);
+  }
+
+  /** Adds the walkable binaries not known yet; returns them (an empty list: nothing to relaunch for). */
+  add(found: GoTarget[]): GoTarget[] {
+    const fresh: GoTarget[] = [];
+    for (const t of found) {
+      if (!this.walkable(t) || this.byInode(t.inode) || fresh.some((f) => f.inode === t.inode)) continue;
+      fresh.push(t);
+    }
+    this.byId.push(...fresh);
+    return fresh;
+  }
+
+  /**
+   * Drops binaries that have had no process for pruneAfterMs, so a host that builds and
+   * runs Go binaries all day (CI) does not grow the table. Returns the dropped ones; the
+   * caller releases them once no bpftrace has their rows.
+   */
+  prune(liveInodes: Set<number>, pruneAfterMs: number, now = performance.now()): GoTarget[] {
+    const gone: GoTarget[] = [];
+    this.byId.forEach((t, id) => {
+      if (!t) return;
+      if (liveInodes.has(t.inode) || !this.lastLive.has(t)) this.lastLive.set(t, now);
+      else if (now - this.lastLive.get(t)! > pruneAfterMs) {
+        gone.push(t);
+        this.byId[id] = undefined;
+        this.lastLive.delete(t);
+      }
+    });
+    return gone;
+  }
+
+  /** Reads a process's executable; a Go target, or why not. */
+  async inspect(pid: number, inode: number): Promise<ExecInfo> {
+    let path = `/proc/${pid}/exe`;
+    try {
+      path = readlinkSync(path).replace(/ \(deleted\)$/, "");
+    } catch {
+      /* already gone */
+    }
+    const known = this.byInode(inode);
+    if (known) return { path, target: known };
+    let st;
+    try {
+      st = statSync(`/proc/${pid}/exe`);
+    } catch {
+      return { path, why: "exited before it could be read" };
+    }
+    if (st.ino !== inode) return { path, why: "exec'd again before it could be read" };
+    // A target's inode cannot be reused while oomprof holds its descriptor, but a non-Go
+    // executable's can once it is deleted: size and mtime tell a new file apart (CI hosts
+    // build and delete binaries all day, and a new Go binary may get an old number).
+    const stamp = `${st.size}:${st.mtimeMs}`;
+    const remembered = this.nonGo.get(inode);
+    if (remembered?.stamp === stamp) return { path, why: remembered.why };
+    try {
+      // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
+      const target = await discoverGoTarget(`/proc/${pid}/exe`);
+      target.path = path;
+      return { path, target };
+    } catch (e) {
+      const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe: `, "") : (e as Error).message;
+      if (this.nonGo.size >= MAX_NON_GO_REMEMBERED) this.nonGo.clear();
+      this.nonGo.set(inode, { why, stamp });
+      return { path, why };
+    } finally {
+      // The whole binary was read; let a long-running watch give that memory back now
+      // rather than whenever the collector next runs.
+      Bun.gc(true);
+    }
+  }
+}

@@ -1,0 +1,237 @@
+import type { BpftraceHost } from "../probes/bpftrace-host.ts";
+import { bucketCapacity, bufferPages } from "../probes/buffer-size.ts";
+import type { GeneratedScript } from "../probes/generate.ts";
+import { WHILE_DEFAULTS, type WalkLimits } from "../probes/walk-templates.ts";
+import type { WalkRecord } from "../stream/records.ts";
+
+/** The part of a running bpftrace the lifecycle needs (a BpftraceSession, or a fake in tests). */
+export interface RunningSession {
+  readonly pid: number;
+  /** Resolves with the probe count once every probe is attached; rejects if it never is. */
+  readonly attached: Promise<number>;
+  readonly exited: Promise<unknown>;
+  readonly lostEvents: number;
+  stop(): void;
+  errorSummary(): string;
+}
+
+export interface LaunchSpec {
+  script: GeneratedScript;
+  canaryNonce: number;
+  bufferPages: number;
+}
+
+export type SessionFactory = (spec: LaunchSpec, onRecord: (r: WalkRecord) => void) => RunningSession;
+
+export interface LifecycleEvents {
+  onWarning(message: string): void;
+  onVerbose?(message: string): void;
+  /** The current bpftrace ended while oomprof still needed it. */
+  onSessionLost?(why: string): void;
+}
+
+export interface LifecycleOptions {
+  host: BpftraceHost;
+  /** The script for the current targets, with these loop limits and canary nonce. */
+  script(limits: Partial<WalkLimits>, nonce: number): GeneratedScript;
+  start: SessionFactory;
+  /** Every record of every bpftrace, the current one and those retiring. */
+  onRecord(r: WalkRecord): void;
+  events: LifecycleEvents;
+  /** Buckets the first output buffer is sized for. */
+  initialBuckets: number;
+  /** Gives back the pages of bpftrace's compiler once it is attached (see process/pageout.ts). */
+  pageOut?(pid: number): { bytes: number } | { error: string };
+  /** How long a replaced bpftrace may keep running so a walk in progress in it can finish. */
+  retireGraceMs?: number;
+  /** How long a replaced bpftrace's output is read before it is judged idle. */
+  retireSettleMs?: number;
+}
+
+/**
+ * The bpftrace processes behind one oomprof command. A change of targets or buffer size
+ * means a new bpftrace: it is started with everything, and the old one is stopped only
+ * once the new one is attached, so there is no moment without probes. Records from the
+ * overlap reach onRecord from both; the assembler de-duplicates them.
+ */
+export class BpftraceLifecycle {
+  private current: RunningSession | undefined;
+  /** Every bpftrace still running: the current one, retiring ones, one still attaching. */
+  private live = new Set<RunningSession>();
+  /** Walks each bpftrace has started (H) and not yet ended (E, or X: the process is gone). */
+  private walking = new Map<RunningSession, Set<number>>();
+  private retiredLost = 0;
+  private stopping = false;
+  private rebuild: Promise<void> = Promise.resolve();
+  /** A relaunch queued behind the current one and not started yet. */
+  private queuedLaunch: Promise<void> | undefined;
+  private nonce = 0;
+  private limits: Partial<WalkLimits> = {};
+  private expectedBuckets: number;
+  private capacity = 0;
+  private pages = 0;
+  private growing = false;
+  /** The walk template the current bpftrace uses. */
+  walk = "";
+
+  constructor(private o: LifecycleOptions) {
+    this.expectedBuckets = o.initialBuckets;
+  }
+
+  get lostEvents(): number {
+    let n = this.retiredLost;
+    for (const s of this.live) n += s.lostEvents;
+    return n;
+  }
+
+  /** bpftraces running now (the current one, and any retiring or attaching). */
+  get running(): number {
+    return this.live.size;
+  }
+
+  /** Buffer pages of the current bpftrace. */
+  get bufferPages(): number {
+    return this.pages;
+  }
+
+  /** Starts a bpftrace (the first, or again after one died); resolves with its probe count once attached. */
+  async launch(): Promise<number> {
+    for (;;) {
+      try {
+        return await this.launchOnce();
+      } catch (e) {
+        // An older or stricter verifier than the one these bounds were measured on:
+        // halve the loop bounds and try again rather than capture nothing.
+        const msg = (e as Error).message;
+        const current = { ...WHILE_DEFAULTS, ...this.limits };
+        if (!/Error loading|too large|processed \d+ insns/i.test(msg) || current.counterIterations <= 250) throw e;
+        this.limits = { counterIterations: Math.floor(current.counterIterations / 2), stackIterations: Math.max(50, Math.floor(current.stackIterations / 2)) };
+        this.o.events.onWarning(`the kernel's verifier rejected the walk; retrying with ${this.limits.counterIterations} buckets per firing`);
+      }
+    }
+  }
+
+  /**
+   * Starts a bpftrace with the targets as they are once the current rebuild is done.
+   * Rebuilds are serialised, and one that has not started yet will carry every target
+   * added since, so callers share it: ten new binaries at once cost one relaunch.
+   */
+  relaunch(): Promise<void> {
+    if (this.queuedLaunch) return this.queuedLaunch;
+    const next = this.rebuild
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedLaunch = undefined;
+        return this.launch();
+      })
+      .then(() => undefined);
+    this.queuedLaunch = next;
+    this.rebuild = next;
+    return next;
+  }
+
+  /** Resolves once any rebuild under way is done. */
+  settled(): Promise<void> {
+    return this.rebuild;
+  }
+
+  /**
+   * The walk must fit the output buffer, which is sized when bpftrace starts. When the
+   * mirror sees more buckets than the current buffer holds, start a bigger one.
+   */
+  ensureCapacity(buckets: number): void {
+    if (buckets <= this.capacity || this.growing) return;
+    const expected = Math.ceil(buckets * 1.5);
+    // At the size cap a restart would buy nothing.
+    if (bufferPages(this.o.host.version, expected) <= this.pages) return;
+    this.expectedBuckets = expected;
+    this.growing = true;
+    this.relaunch()
+      .then(() => this.o.events.onVerbose?.(`output buffer grown for ${buckets} buckets (${this.pages} pages)`))
+      .catch((e) => this.o.events.onWarning(`could not grow the output buffer: ${(e as Error).message}`))
+      .finally(() => {
+        this.growing = false;
+      });
+  }
+
+  /** Stops every bpftrace, attaching ones too; resolves when they are gone (or after 2.5 s). */
+  stop(): Promise<unknown> {
+    this.stopping = true;
+    const all = [...this.live];
+    for (const s of all) s.stop();
+    return Promise.race([Promise.all(all.map((s) => s.exited)), new Promise((r) => setTimeout(r, 2500))]);
+  }
+
+  private async launchOnce(): Promise<number> {
+    const pages = bufferPages(this.o.host.version, this.expectedBuckets);
+    const nonce = ++this.nonce;
+    const script = this.o.script(this.limits, nonce);
+    const session = this.o.start({ script, canaryNonce: nonce, bufferPages: pages }, (r) => {
+      this.noteWalk(session, r);
+      this.o.onRecord(r);
+    });
+    this.live.add(session);
+    void session.exited.then(() => {
+      this.live.delete(session);
+      if (!this.stopping && this.current === session) this.o.events.onSessionLost?.(session.errorSummary() || "bpftrace exited");
+    });
+    if (this.stopping) session.stop();
+    const probes = await session.attached;
+    const old = this.current;
+    this.current = session;
+    this.walk = script.walk;
+    this.pages = pages;
+    this.capacity = bucketCapacity(this.o.host.version, pages);
+    if (old) this.retire(old, session);
+    else this.dropCompilerPages(session);
+    return probes;
+  }
+
+  private noteWalk(session: RunningSession, r: WalkRecord): void {
+    if (r.tag !== "H" && r.tag !== "E" && r.tag !== "X") return;
+    let walking = this.walking.get(session);
+    if (!walking) this.walking.set(session, (walking = new Set()));
+    if (r.tag === "H") walking.add(r.pid);
+    else walking.delete(r.pid);
+  }
+
+  /**
+   * Stops a replaced bpftrace. A walk it started before its successor attached would not
+   * start again there (each thread's SIGKILL fires once), so it is let finish, for up to
+   * retireGraceMs; with none under way it stops at once, so bpftraces do not pile up
+   * (each holds ~40 MB, and its ring buffer) when new binaries keep appearing.
+   */
+  private retire(old: RunningSession, successor: RunningSession): void {
+    const graceMs = this.o.retireGraceMs ?? 5000;
+    const stop = () => {
+      old.stop();
+      void old.exited.then(() => {
+        this.walking.delete(old);
+        // Count what it lost to the end.
+        this.retiredLost += old.lostEvents;
+        // Only now: pages the old bpftrace also maps are not paged out.
+        this.dropCompilerPages(successor);
+      });
+    };
+    // First let records already in its buffers arrive: a walk's H may be in flight.
+    setTimeout(() => {
+      const started = [...(this.walking.get(old) ?? [])];
+      if (!started.length) return stop();
+      const deadline = performance.now() + graceMs;
+      const timer = setInterval(() => {
+        const walking = this.walking.get(old);
+        if (performance.now() < deadline && started.some((pid) => walking?.has(pid))) return;
+        clearInterval(timer);
+        stop();
+      }, 50);
+    }, this.o.retireSettleMs ?? 300);
+  }
+
+  /** An attached bpftrace needs its compiler no more: give those pages back. */
+  private dropCompilerPages(session: RunningSession): void {
+    if (this.stopping || this.current !== session || !this.o.pageOut) return;
+    const r = this.o.pageOut(session.pid);
+    if ("error" in r) this.o.events.onVerbose?.(`bpftrace's compiler pages stay resident: ${r.error}`);
+    else this.o.events.onVerbose?.(`paged out ${Math.round(r.bytes / 2 ** 20)} MiB of bpftrace's compiler libraries (LLVM, Clang)`);
+  }
+}

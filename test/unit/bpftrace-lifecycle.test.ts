@@ -1,0 +1,236 @@
+import { describe, expect, test } from "bun:test";
+import { BpftraceLifecycle, type LaunchSpec, type RunningSession } from "../../src/capture/bpftrace-lifecycle.ts";
+import { parseBpftraceVersion, type BpftraceHost } from "../../src/probes/bpftrace-host.ts";
+import type { WalkLimits } from "../../src/probes/walk-templates.ts";
+import { parseRecord, type WalkRecord } from "../../src/stream/records.ts";
+
+/**
+ * The relaunch and retire rules of the bpftrace lifecycle, against fake bpftraces whose
+ * attach, records and exit the test drives: no moment without an attached bpftrace,
+ * relaunches shared, a walk in progress let finish, losses counted to the end.
+ */
+
+class FakeSession implements RunningSession {
+  static nextPid = 1000;
+  readonly pid = FakeSession.nextPid++;
+  readonly attached: Promise<number>;
+  readonly exited: Promise<unknown>;
+  lostEvents = 0;
+  stopped = false;
+  attach!: (probes: number) => void;
+  fail!: (e: Error) => void;
+  private exit!: () => void;
+
+  constructor(
+    readonly spec: LaunchSpec,
+    readonly emit: (r: WalkRecord) => void,
+  ) {
+    this.attached = new Promise((res, rej) => {
+      this.attach = res;
+      this.fail = rej;
+    });
+    this.exited = new Promise<void>((res) => (this.exit = res));
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.exit();
+  }
+
+  die(): void {
+    this.exit();
+  }
+
+  errorSummary(): string {
+    return "";
+  }
+}
+
+function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void) {
+  const host: BpftraceHost = { path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${version}`), hasOomKillProcessKprobe: false, exitKeepsMm: false };
+  const sessions: FakeSession[] = [];
+  const warnings: string[] = [];
+  const lost: string[] = [];
+  const records: WalkRecord[] = [];
+  const lifecycle = new BpftraceLifecycle({
+    host,
+    script: (limits, nonce) => {
+      script?.(limits);
+      return { text: `// nonce ${nonce}`, unsafe: false, walk: "while" };
+    },
+    start: (spec, onRecord) => {
+      const s = new FakeSession(spec, onRecord);
+      sessions.push(s);
+      return s;
+    },
+    onRecord: (r) => records.push(r),
+    events: { onWarning: (m) => warnings.push(m), onSessionLost: (why) => lost.push(why) },
+    initialBuckets: 20_000,
+    retireGraceMs: 400,
+    retireSettleMs: 20,
+  });
+  return { lifecycle, sessions, warnings, lost, records };
+}
+
+const tick = () => Bun.sleep(0);
+
+describe("bpftrace lifecycle", () => {
+  test("a relaunch stops the old bpftrace only once the new one is attached", async () => {
+    const { lifecycle, sessions } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    expect(await first).toBe(5);
+    const relaunched = lifecycle.relaunch();
+    await tick();
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]!.spec.canaryNonce).toBe(2);
+    await Bun.sleep(50);
+    expect(sessions[0]!.stopped).toBe(false);
+    sessions[1]!.attach(5);
+    await relaunched;
+    await Bun.sleep(60);
+    expect(sessions[0]!.stopped).toBe(true);
+    expect(sessions[1]!.stopped).toBe(false);
+    expect(lifecycle.running).toBe(1);
+  });
+
+  test("relaunches asked for while one attaches share one bpftrace", async () => {
+    const { lifecycle, sessions } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    const a = lifecycle.relaunch();
+    await tick();
+    expect(sessions).toHaveLength(2);
+    // Asked for while the second attaches: queued behind it, shared by all three.
+    const b = lifecycle.relaunch();
+    const c = lifecycle.relaunch();
+    expect(b).toBe(c);
+    sessions[1]!.attach(5);
+    await a;
+    await tick();
+    expect(sessions).toHaveLength(3);
+    sessions[2]!.attach(5);
+    await Promise.all([b, c]);
+    expect(sessions).toHaveLength(3);
+  });
+
+  test("a replaced bpftrace with a walk under way runs until the walk ends", async () => {
+    const { lifecycle, sessions, records } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    // The old bpftrace has started walking pid 42.
+    sessions[0]!.emit(parseRecord("H 42 0 0 7f0000001000 524288 3"));
+    const relaunched = lifecycle.relaunch();
+    await tick();
+    sessions[1]!.attach(5);
+    await relaunched;
+    await Bun.sleep(150);
+    expect(sessions[0]!.stopped).toBe(false);
+    sessions[0]!.emit(parseRecord("E 42"));
+    await Bun.sleep(120);
+    expect(sessions[0]!.stopped).toBe(true);
+    expect(records.map((r) => r.tag)).toEqual(["H", "E"]);
+  });
+
+  test("a walk that never ends keeps the old bpftrace no longer than the grace period", async () => {
+    const { lifecycle, sessions } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    sessions[0]!.emit(parseRecord("H 43 0 0 7f0000001000 524288 3"));
+    const relaunched = lifecycle.relaunch();
+    await tick();
+    sessions[1]!.attach(5);
+    await relaunched;
+    await Bun.sleep(200);
+    expect(sessions[0]!.stopped).toBe(false);
+    await Bun.sleep(400);
+    expect(sessions[0]!.stopped).toBe(true);
+  });
+
+  test("lost events of a retired bpftrace still count", async () => {
+    const { lifecycle, sessions } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    sessions[0]!.lostEvents = 7;
+    const relaunched = lifecycle.relaunch();
+    await tick();
+    sessions[1]!.lostEvents = 2;
+    sessions[1]!.attach(5);
+    await relaunched;
+    await Bun.sleep(80);
+    expect(sessions[0]!.stopped).toBe(true);
+    expect(lifecycle.lostEvents).toBe(9);
+  });
+
+  test("a verifier rejection halves the loop bounds and tries again, with a warning", async () => {
+    const limits: Array<Partial<WalkLimits>> = [];
+    const { lifecycle, sessions, warnings } = setup("0.17.0", (l) => limits.push({ ...l }));
+    const launched = lifecycle.launch();
+    sessions[0]!.fail(new Error("Error loading program: BPF program is too large. processed 1000001 insns"));
+    await tick();
+    await tick();
+    expect(sessions).toHaveLength(2);
+    sessions[1]!.attach(5);
+    expect(await launched).toBe(5);
+    expect(limits[1]).toEqual({ counterIterations: 2000, stackIterations: 250 });
+    expect(warnings[0]).toContain("retrying with 2000 buckets per firing");
+  });
+
+  test("other launch failures are not retried", async () => {
+    const { lifecycle, sessions } = setup();
+    const launched = lifecycle.launch();
+    sessions[0]!.fail(new Error("bpftrace: permission denied"));
+    await expect(launched).rejects.toThrow("permission denied");
+    expect(sessions).toHaveLength(1);
+  });
+
+  test("the current bpftrace dying is reported; a retired one's is not", async () => {
+    const { lifecycle, sessions, lost } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    const relaunched = lifecycle.relaunch();
+    await tick();
+    sessions[1]!.attach(5);
+    await relaunched;
+    await Bun.sleep(60);
+    expect(lost).toEqual([]);
+    sessions[1]!.die();
+    await tick();
+    expect(lost).toEqual(["bpftrace exited"]);
+  });
+
+  test("more buckets than the buffer holds start a bigger bpftrace", async () => {
+    const { lifecycle, sessions } = setup("0.23.2");
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    const pages = sessions[0]!.spec.bufferPages;
+    lifecycle.ensureCapacity(1000);
+    await tick();
+    expect(sessions).toHaveLength(1);
+    lifecycle.ensureCapacity(2_000_000);
+    await tick();
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]!.spec.bufferPages).toBeGreaterThan(pages);
+    sessions[1]!.attach(5);
+    await lifecycle.settled();
+    expect(lifecycle.bufferPages).toBe(sessions[1]!.spec.bufferPages);
+  });
+
+  test("stop stops every bpftrace, one still attaching too", async () => {
+    const { lifecycle, sessions } = setup();
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    void lifecycle.relaunch().catch(() => undefined);
+    await tick();
+    await lifecycle.stop();
+    expect(sessions.every((s) => s.stopped)).toBe(true);
+  });
+});

@@ -1,0 +1,87 @@
+import { describe, expect, test } from "bun:test";
+import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS, readyToReport, RUN_READINESS, WATCH_READINESS, type VictimState } from "../../src/capture/readiness.ts";
+import { CaptureAssembler, type ProcessCapture } from "../../src/capture/walk-capture.ts";
+import { parseRecord } from "../../src/stream/records.ts";
+
+/** The one "is this victim's capture ready to report" rule that run and watch share. */
+
+const PID = 4242;
+const V = `V ${PID} ${PID} 713400 65152 1288 0 0 leaker`;
+const H = `H ${PID} 0 0 1000 524288 3`;
+const C = `C ${PID} 1000 0 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
+const S = `S ${PID} 1000 0 401000 0 0 0 0 0 0 0`;
+
+function capture(...lines: string[]): ProcessCapture {
+  const a = new CaptureAssembler();
+  for (const l of lines) a.add(parseRecord(l));
+  return a.capture(PID);
+}
+
+function victim(c: ProcessCapture | undefined, over: Partial<VictimState> = {}): VictimState {
+  return { capture: c, since: 10_000, walkExpected: false, countsGoroutines: false, running: false, ...over };
+}
+
+const at = (afterSince: number, lastRecordAt = 10_000) => ({ now: 10_000 + afterSince, lastRecordAt });
+
+describe("readyToReport", () => {
+  test("the fixture records parse into a whole walk", () => {
+    const c = capture(V, H, C, S, `E ${PID}`);
+    expect(c.walkEnded && c.complete).toBe(true);
+  });
+
+  test("a whole walk is ready at once, in run and in watch", () => {
+    const c = capture(V, H, C, S, `E ${PID}`);
+    expect(readyToReport(victim(c, { walkExpected: true, running: true }), at(1), WATCH_READINESS)).toBe(true);
+    expect(readyToReport(victim(c, { walkExpected: true }), at(1), RUN_READINESS)).toBe(true);
+  });
+
+  test("a whole walk waits for its goroutine count where its binary has one", () => {
+    const c = capture(V, H, C, S, `E ${PID}`);
+    expect(readyToReport(victim(c, { countsGoroutines: true }), at(1), RUN_READINESS)).toBe(false);
+    const counted = capture(V, H, C, S, `E ${PID}`, `G ${PID} 10 1 4 0 2`);
+    expect(readyToReport(victim(counted, { countsGoroutines: true }), at(1), RUN_READINESS)).toBe(true);
+  });
+
+  test("a walk in progress waits until the stream is idle", () => {
+    const c = capture(V, H, C);
+    const v = victim(c, { walkExpected: true });
+    expect(readyToReport(v, at(DRAIN_IDLE_MS - 100), WATCH_READINESS)).toBe(false);
+    expect(readyToReport(v, at(DRAIN_IDLE_MS + 1), WATCH_READINESS)).toBe(true);
+    // Records still arriving keep it waiting.
+    expect(readyToReport(v, at(DRAIN_IDLE_MS + 1, 10_000 + DRAIN_IDLE_MS), WATCH_READINESS)).toBe(false);
+  });
+
+  test("after the exit marker, a short quiet suffices", () => {
+    const c = capture(V, H, C, `X ${PID}`);
+    expect(readyToReport(victim(c, { walkExpected: true }), at(EXIT_QUIET_MS - 50), WATCH_READINESS)).toBe(false);
+    expect(readyToReport(victim(c, { walkExpected: true }), at(EXIT_QUIET_MS + 1), WATCH_READINESS)).toBe(true);
+  });
+
+  test("a victim oomprof does not walk: watch waits for a header that may follow, run does not", () => {
+    const c = capture(V);
+    expect(readyToReport(victim(c), at(WATCH_READINESS.nonGoSettleMs - 1), WATCH_READINESS)).toBe(false);
+    expect(readyToReport(victim(c), at(WATCH_READINESS.nonGoSettleMs + 1), WATCH_READINESS)).toBe(true);
+    expect(readyToReport(victim(c), at(1), RUN_READINESS)).toBe(true);
+  });
+
+  test("watch gives a victim that still runs a grace period before reporting it not killed", () => {
+    const c = capture(V);
+    const v = victim(c, { running: true });
+    expect(readyToReport(v, at(WATCH_READINESS.notKilledGraceMs - 1), WATCH_READINESS)).toBe(false);
+    expect(readyToReport(v, at(WATCH_READINESS.notKilledGraceMs + 1), WATCH_READINESS)).toBe(true);
+  });
+
+  test("no record yet (run's SIGKILLed child) waits for the stream to go idle", () => {
+    expect(readyToReport(victim(undefined, { walkExpected: true }), at(100), RUN_READINESS)).toBe(false);
+    expect(readyToReport(victim(undefined, { walkExpected: true }), at(DRAIN_IDLE_MS + 1), RUN_READINESS)).toBe(true);
+  });
+
+  test("records that name no kill are ready (there is nothing to report)", () => {
+    expect(readyToReport(victim(capture(`X ${PID}`)), at(0), RUN_READINESS)).toBe(true);
+  });
+
+  test("nothing waits past DRAIN_MAX_MS, records or not", () => {
+    const c = capture(V, H, C);
+    expect(readyToReport(victim(c, { walkExpected: true, running: true }), at(DRAIN_MAX_MS + 1, 10_000 + DRAIN_MAX_MS), WATCH_READINESS)).toBe(true);
+  });
+});
