@@ -75,6 +75,23 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
 
 const tick = () => Bun.sleep(0);
 
+/** A lifecycle whose first bpftrace is attached. */
+async function attached(version?: string) {
+  const ctx = setup(version);
+  const first = ctx.lifecycle.launch();
+  ctx.sessions[0]!.attach(5);
+  await first;
+  return ctx;
+}
+
+/** Relaunches, and attaches the successor. */
+async function replace(ctx: ReturnType<typeof setup>): Promise<void> {
+  const relaunched = ctx.lifecycle.relaunch();
+  await tick();
+  ctx.sessions.at(-1)!.attach(5);
+  await relaunched;
+}
+
 describe("bpftrace lifecycle", () => {
   test("a relaunch stops the old bpftrace only once the new one is attached", async () => {
     const { lifecycle, sessions } = setup();
@@ -96,10 +113,7 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("relaunches asked for while one attaches share one bpftrace", async () => {
-    const { lifecycle, sessions } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const { lifecycle, sessions } = await attached();
     const a = lifecycle.relaunch();
     await tick();
     expect(sessions).toHaveLength(2);
@@ -117,16 +131,11 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("a replaced bpftrace with a walk under way runs until the walk ends", async () => {
-    const { lifecycle, sessions, records } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const ctx = await attached();
+    const { sessions, records } = ctx;
     // The old bpftrace has started walking pid 42.
     sessions[0]!.emit(parseRecord("H 42 0 0 7f0000001000 524288 3"));
-    const relaunched = lifecycle.relaunch();
-    await tick();
-    sessions[1]!.attach(5);
-    await relaunched;
+    await replace(ctx);
     await Bun.sleep(150);
     expect(sessions[0]!.stopped).toBe(false);
     sessions[0]!.emit(parseRecord("E 42"));
@@ -136,15 +145,10 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("a walk that never ends keeps the old bpftrace no longer than the grace period", async () => {
-    const { lifecycle, sessions } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const ctx = await attached();
+    const { sessions } = ctx;
     sessions[0]!.emit(parseRecord("H 43 0 0 7f0000001000 524288 3"));
-    const relaunched = lifecycle.relaunch();
-    await tick();
-    sessions[1]!.attach(5);
-    await relaunched;
+    await replace(ctx);
     await Bun.sleep(200);
     expect(sessions[0]!.stopped).toBe(false);
     await Bun.sleep(400);
@@ -152,16 +156,11 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("lost events of a retired bpftrace still count", async () => {
-    const { lifecycle, sessions } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const ctx = await attached();
+    const { lifecycle, sessions } = ctx;
     sessions[0]!.lostEvents = 7;
-    const relaunched = lifecycle.relaunch();
-    await tick();
+    await replace(ctx);
     sessions[1]!.lostEvents = 2;
-    sessions[1]!.attach(5);
-    await relaunched;
     await Bun.sleep(80);
     expect(sessions[0]!.stopped).toBe(true);
     expect(lifecycle.lostEvents).toBe(9);
@@ -190,14 +189,9 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("the current bpftrace dying is reported; a retired one's is not", async () => {
-    const { lifecycle, sessions, lost } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
-    const relaunched = lifecycle.relaunch();
-    await tick();
-    sessions[1]!.attach(5);
-    await relaunched;
+    const ctx = await attached();
+    const { sessions, lost } = ctx;
+    await replace(ctx);
     await Bun.sleep(60);
     expect(lost).toEqual([]);
     sessions[1]!.die();
@@ -206,10 +200,7 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("more buckets than the buffer holds start a bigger bpftrace", async () => {
-    const { lifecycle, sessions } = setup("0.23.2");
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const { lifecycle, sessions } = await attached("0.23.2");
     const pages = sessions[0]!.spec.bufferPages;
     lifecycle.ensureCapacity(1000);
     await tick();
@@ -224,10 +215,7 @@ describe("bpftrace lifecycle", () => {
   });
 
   test("stop stops every bpftrace, one still attaching too", async () => {
-    const { lifecycle, sessions } = setup();
-    const first = lifecycle.launch();
-    sessions[0]!.attach(5);
-    await first;
+    const { lifecycle, sessions } = await attached();
     void lifecycle.relaunch().catch(() => undefined);
     await tick();
     await lifecycle.stop();
