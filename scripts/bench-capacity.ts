@@ -60,7 +60,13 @@ const envFlag = flags.get("env");
 if (envFlag && !["host", "debian13", "all"].includes(envFlag)) throw new Error(`--env: host, debian13 or all, not ${envFlag}`);
 const rootExists = existsSync(join(TRIXIE_ROOT, "usr/bin/bpftrace"));
 const envs: Array<"host" | "debian13"> =
-  envFlag === "host" ? ["host"] : envFlag === "debian13" ? ["debian13"] : envFlag === "all" || flags.has("debian13") || rootExists ? ["host", "debian13"] : ["host"];
+  envFlag === "host"
+    ? ["host"]
+    : envFlag === "debian13"
+      ? ["debian13"]
+      : envFlag === "all" || flags.has("debian13") || rootExists
+        ? ["host", "debian13"]
+        : ["host"];
 if (envs.includes("debian13") && !rootExists) {
   console.error(`no Debian 13 root at ${TRIXIE_ROOT}: run scripts/debian13-root first`);
   process.exit(1);
@@ -98,7 +104,12 @@ async function runOne(env: "host" | "debian13", oomprof: string[], bin: string, 
   // STACKS reaches the program through oomprof (and in-debian13, which keeps the environment).
   const argv = ["timeout", "-k", "10", String(timeoutS), ...(env === "debian13" ? [IN_DEBIAN13, "--"] : []), ...inner];
   const t0 = wallMs();
-  const p = Bun.spawn(argv, { stdin: "ignore", stdout: Bun.file(join(dir, "stdout.txt")), stderr: Bun.file(errPath), env: { ...process.env, STACKS: String(n), LIVE_MS: String(liveMs) } });
+  const p = Bun.spawn(argv, {
+    stdin: "ignore",
+    stdout: Bun.file(join(dir, "stdout.txt")),
+    stderr: Bun.file(errPath),
+    env: { ...process.env, STACKS: String(n), LIVE_MS: String(liveMs) },
+  });
   const status = (await exitedWithin(p, (timeoutS + 20) * 1000)) ?? (killPid(p.pid, "SIGKILL"), undefined);
   const s: Sample = { n, status, wallMs: wallMs() - t0 };
   const stderr = existsSync(errPath) ? readFileSync(errPath, "utf8") : "";
@@ -144,7 +155,9 @@ for (const env of envs) {
   const oomprof = inRoot ? [explicit ? resolve(explicit) : distBinary()] : oomprofArgv(flags.get("bin"));
   const title = `${env}: bpftrace ${bt}, ${prog.goVersion}, oomprof run --limit ${limit}, LIVE_MS=${liveMs}, ${repeat} run(s) per N`;
   console.log(`== ${title}`);
-  console.log(`command: STACKS=N LIVE_MS=${liveMs} timeout -k 10 ${timeoutS} ${inRoot ? "scripts/in-debian13 -- " : ""}${describeArgv(oomprof)} run --limit ${limit} --out DIR/out --events DIR/events.ndjson -- ${describeArgv([prog.path])}`);
+  console.log(
+    `command: STACKS=N LIVE_MS=${liveMs} timeout -k 10 ${timeoutS} ${inRoot ? "scripts/in-debian13 -- " : ""}${describeArgv(oomprof)} run --limit ${limit} --out DIR/out --events DIR/events.ndjson -- ${describeArgv([prog.path])}`,
+  );
   const rows: string[][] = [];
   const problems: string[] = [];
   for (const n of ns) {
@@ -179,7 +192,9 @@ for (const env of envs) {
 }
 console.log(`\n${output.join("\n\n")}`);
 console.log("\na/b/c: the distinct values over the runs (each run is listed above the tables).");
-console.log("present: buckets runtime.MemProfile reported before leaking; captured: the oom_kill event's buckets (also counts the leak's own bucket and any runtime allocation after the count).");
+console.log(
+  "present: buckets runtime.MemProfile reported before leaking; captured: the oom_kill event's buckets (also counts the leak's own bucket and any runtime allocation after the count).",
+);
 console.log("timings: median [min–max] over the runs; armed_ms = oomprof start → probes attached; capture_ms = first OOM record → profile on disk.");
 
 // Nothing of ours is left running; do not wait for stray handles.

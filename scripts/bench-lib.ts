@@ -136,7 +136,13 @@ export function buildHostGo(name: string, go = process.env.OOMPROF_GO ?? "go"): 
   const out = join(outDir, name);
   const p = Bun.spawnSync(["timeout", "-k", "5", "300", go, "build", "-o", out, "."], {
     cwd: join(ROOT, "test", "go", name),
-    env: { ...process.env, GOFLAGS: "-mod=mod -buildvcs=false", GOCACHE: join(ROOT, ".cache", "gocache"), GOPATH: join(ROOT, ".cache", "gopath"), CGO_ENABLED: "0" },
+    env: {
+      ...process.env,
+      GOFLAGS: "-mod=mod -buildvcs=false",
+      GOCACHE: join(ROOT, ".cache", "gocache"),
+      GOPATH: join(ROOT, ".cache", "gopath"),
+      CGO_ENABLED: "0",
+    },
     stderr: "pipe",
   });
   if (p.exitCode !== 0) die(`go build ${name} failed: ${p.stderr.toString()}`);
@@ -150,7 +156,23 @@ export function buildDebian13Go(name: string): { path: string; goVersion: string
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, name);
   const p = Bun.spawnSync(
-    ["timeout", "-k", "5", "600", IN_DEBIAN13, "--", "env", `GOCACHE=${join(ROOT, ".cache", "gocache-debian13")}`, `GOPATH=${join(ROOT, ".cache", "gopath-debian13")}`, "CGO_ENABLED=0", "go", "build", "-o", out, "."],
+    [
+      "timeout",
+      "-k",
+      "5",
+      "600",
+      IN_DEBIAN13,
+      "--",
+      "env",
+      `GOCACHE=${join(ROOT, ".cache", "gocache-debian13")}`,
+      `GOPATH=${join(ROOT, ".cache", "gopath-debian13")}`,
+      "CGO_ENABLED=0",
+      "go",
+      "build",
+      "-o",
+      out,
+      ".",
+    ],
     { cwd: join(ROOT, "test", "go", name), stderr: "pipe", stdout: "pipe" },
   );
   if (p.exitCode !== 0) die(`go build ${name} in the Debian 13 root failed: ${p.stderr.toString()}${p.stdout.toString()}`);
@@ -159,7 +181,9 @@ export function buildDebian13Go(name: string): { path: string; goVersion: string
 }
 
 export function bpftraceVersion(inDebian13: boolean): string {
-  const argv = inDebian13 ? ["timeout", "60", IN_DEBIAN13, "--", "bpftrace", "--version"] : ["timeout", "30", process.env.OOMPROF_BPFTRACE ?? "bpftrace", "--version"];
+  const argv = inDebian13
+    ? ["timeout", "60", IN_DEBIAN13, "--", "bpftrace", "--version"]
+    : ["timeout", "30", process.env.OOMPROF_BPFTRACE ?? "bpftrace", "--version"];
   const out = Bun.spawnSync(argv, { stderr: "pipe" }).stdout.toString().trim();
   return out.replace(/^bpftrace v?/, "") || "?";
 }
@@ -311,7 +335,11 @@ export function fmtStats(xs: Array<number | undefined | null>, digits = 0): stri
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = header.map((_, i) => rows.every((r) => /^[-\d.,%×x \[\]–]*$/.test(r[i] ?? "")));
-  const line = (cells: string[]) => cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 

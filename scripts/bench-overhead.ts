@@ -58,7 +58,9 @@ import {
 
 const { flags } = parseFlags(process.argv.slice(2), ["skip-work", "skip-idle", "keep"]);
 if (flags.has("help")) {
-  console.log("usage: scripts/bench-overhead [--rounds K] [--idle-seconds S] [--idle-reps R] [--procs P] [--distinct D] [--idle-retries N] [--bin PATH] [--skip-work] [--skip-idle] [--keep]");
+  console.log(
+    "usage: scripts/bench-overhead [--rounds K] [--idle-seconds S] [--idle-reps R] [--procs P] [--distinct D] [--idle-retries N] [--bin PATH] [--skip-work] [--skip-idle] [--keep]",
+  );
   process.exit(0);
 }
 const rounds = intFlag(flags.get("rounds") ?? process.env.BENCH_ROUNDS, 7, "--rounds");
@@ -341,7 +343,9 @@ try {
     console.log(`work: ${describeArgv([prog.path])} work (${prog.goVersion}); oomprof: ${describeArgv(oomprof)}; ${rounds} rounds`);
     console.log(`  plain: timeout -k 5 300 ${describeArgv([prog.path])} work`);
     console.log(`  run:   timeout -k 5 300 ${describeArgv(oomprof)} run --quiet --out DIR --events FILE -- ${describeArgv([prog.path])} work`);
-    console.log(`  watch: timeout -k 5 900 ${describeArgv(oomprof)} watch --quiet --out DIR --events FILE &  (wait for ready, +1 s), then the plain command, then SIGTERM`);
+    console.log(
+      `  watch: timeout -k 5 900 ${describeArgv(oomprof)} watch --quiet --out DIR --events FILE &  (wait for ready, +1 s), then the plain command, then SIGTERM`,
+    );
     for (let round = 1; round <= rounds; round++) {
       const order = MODES.map((_, i) => MODES[(i + round - 1) % MODES.length]!);
       const row: Partial<Record<Mode, number>> & { noisy: string[] } = { noisy: [] };
@@ -424,7 +428,18 @@ try {
         const rss = treeRss(w.proc.pid);
         const { foreign } = await stopWatch(w, `${label} ${attempt}`);
         const isNoisy = sessions > 1 || foreign > 0 || others > NOISY_CORES;
-        const r: IdleRep = { readyMs: w.readyAfterMs, armedMs: w.ready?.armed_ms as number | undefined, goProcs: w.ready?.go_processes as number | undefined, cpuPct, ownPct, rss, sessions, foreign, othersCores: others, noisy: isNoisy };
+        const r: IdleRep = {
+          readyMs: w.readyAfterMs,
+          armedMs: w.ready?.armed_ms as number | undefined,
+          goProcs: w.ready?.go_processes as number | undefined,
+          cpuPct,
+          ownPct,
+          rss,
+          sessions,
+          foreign,
+          othersCores: others,
+          noisy: isNoisy,
+        };
         (isNoisy ? noisy : quiet).push(r);
         console.log(
           `  ${label} attempt ${attempt}${isNoisy ? " (noisy, not counted)" : ""}: spawn→ready ${fmt(r.readyMs)} ms, armed_ms ${fmt(r.armedMs)}, go_processes ${r.goProcs ?? "-"}, ` +
@@ -442,13 +457,36 @@ try {
         fmtStats(rows.map((r) => r.goProcs)),
         fmtStats(rows.map((r) => r.readyMs)),
         fmtStats(rows.map((r) => r.armedMs)),
-        fmtStats(rows.map((r) => r.cpuPct), 2),
-        fmtStats(rows.map((r) => r.ownPct), 2),
-        fmtStats(rows.map((r) => r.rss.oomprofKiB / 1024), 1),
-        fmtStats(rows.map((r) => r.rss.bpftraceKiB / 1024), 1),
-        fmtStats(rows.map((r) => (r.rss.oomprofKiB + r.rss.bpftraceKiB + r.rss.otherKiB) / 1024), 1),
-        fmtStats(rows.map((r) => r.rss.pssKiB / 1024), 1),
-        noisy.length ? fmtStats(noisy.map((r) => r.cpuPct), 1) : "-",
+        fmtStats(
+          rows.map((r) => r.cpuPct),
+          2,
+        ),
+        fmtStats(
+          rows.map((r) => r.ownPct),
+          2,
+        ),
+        fmtStats(
+          rows.map((r) => r.rss.oomprofKiB / 1024),
+          1,
+        ),
+        fmtStats(
+          rows.map((r) => r.rss.bpftraceKiB / 1024),
+          1,
+        ),
+        fmtStats(
+          rows.map((r) => (r.rss.oomprofKiB + r.rss.bpftraceKiB + r.rss.otherKiB) / 1024),
+          1,
+        ),
+        fmtStats(
+          rows.map((r) => r.rss.pssKiB / 1024),
+          1,
+        ),
+        noisy.length
+          ? fmtStats(
+              noisy.map((r) => r.cpuPct),
+              1,
+            )
+          : "-",
       ];
     };
     console.log(`idle watch: ${idleReps} reps, CPU over ${idleSeconds} s after ready + 3 s`);
@@ -471,7 +509,20 @@ try {
       await stopSleepers();
     }
     const t2 = table(
-      ["host", "reps", "go_processes", "spawn→ready ms", "armed_ms", "CPU % of a core", "of which oomprof %", "RSS oomprof MiB", "RSS bpftrace MiB", "RSS total MiB", "PSS oomprof+bpftrace MiB", "noisy reps' CPU %"],
+      [
+        "host",
+        "reps",
+        "go_processes",
+        "spawn→ready ms",
+        "armed_ms",
+        "CPU % of a core",
+        "of which oomprof %",
+        "RSS oomprof MiB",
+        "RSS bpftrace MiB",
+        "RSS total MiB",
+        "PSS oomprof+bpftrace MiB",
+        "noisy reps' CPU %",
+      ],
       rows,
     );
     out.push(

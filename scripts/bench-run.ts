@@ -129,7 +129,11 @@ async function oneRun(i: number): Promise<RunResult> {
   const status = (await exitedWithin(p, (timeoutS + 10) * 1000)) ?? (killPid(p.pid, "SIGKILL"), undefined);
   const tEnd = wallMs();
   done = true;
-  await within(Promise.all([readStdout, poll]).then(() => undefined), 2000, undefined);
+  await within(
+    Promise.all([readStdout, poll]).then(() => undefined),
+    2000,
+    undefined,
+  );
 
   const events = readEvents(evPath);
   const armed = events.find((e) => e.event === "armed");
@@ -175,7 +179,21 @@ for (let i = 1; i <= runs; i++) {
   await sleep(300);
 }
 
-const header = ["run", "status", "armed_ms", "spawn→child", "capture_ms", "kill→file", "kill→dead", "dead→event", "event→exit", "total", "buckets", "complete", "lost"];
+const header = [
+  "run",
+  "status",
+  "armed_ms",
+  "spawn→child",
+  "capture_ms",
+  "kill→file",
+  "kill→dead",
+  "dead→event",
+  "event→exit",
+  "total",
+  "buckets",
+  "complete",
+  "lost",
+];
 const rows = results.map((r) => [
   String(r.run),
   String(r.status ?? "timeout"),

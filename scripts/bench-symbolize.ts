@@ -16,7 +16,6 @@ const pcsFlag = args.indexOf("--pcs");
 const pcCount = pcsFlag >= 0 ? Number(args.splice(pcsFlag, 2)[1]) : 10_000;
 const binary = args[0] ?? DEFAULT_BINARY;
 
-
 const ms = (t0: number) => (performance.now() - t0).toFixed(1);
 
 let t0 = performance.now();
@@ -32,9 +31,7 @@ const indexMs = ms(t0);
 // timed one starts with cold caches).
 const random = prng(0x5eed);
 const probe = GoSymbolizer.fromElf(elf);
-const ranges = [...elf.symbols().values()]
-  .filter((s) => s.type === 2 && s.size > 0)
-  .map((s) => ({ start: s.value, size: s.size }));
+const ranges = [...elf.symbols().values()].filter((s) => s.type === 2 && s.size > 0).map((s) => ({ start: s.value, size: s.size }));
 const text = elf.textSegment();
 const pcs: bigint[] = [];
 for (let attempts = 0; pcs.length < pcCount && attempts < pcCount * 100; attempts++) {

@@ -70,7 +70,9 @@ export class ExecPolicy {
       this.execs.set(pid, info);
       if (info.target?.memProfilingDisabled && this.mode.kind === "run") {
         enableMemoryProfiling(pid, info.target, this.mode.memProfileRate);
-        this.events.onWarning(`${info.path}: memory profiling is off in this binary (runtime/pprof is not linked in); enabled it for pid ${pid} at rate ${this.mode.memProfileRate}`);
+        this.events.onWarning(
+          `${info.path}: memory profiling is off in this binary (runtime/pprof is not linked in); enabled it for pid ${pid} at rate ${this.mode.memProfileRate}`,
+        );
       }
       if (info.target) await this.addTargets([info.target]);
       else this.events.onVerbose?.(`exec of ${info.path} (pid ${pid}): no walk (${info.why})`);
@@ -88,7 +90,8 @@ export class ExecPolicy {
       // A remembered non-Go executable is answered from memory (inspect checks that the
       // inode still names the same file).
       const info = await this.registry.inspect(pid, inode);
-      if (info.target) await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
+      if (info.target)
+        await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
     } finally {
       if (held) resume(pid);
     }

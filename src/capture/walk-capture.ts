@@ -2,7 +2,6 @@ import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { goroutineCount } from "../gobinary/runtime-layout.ts";
 import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
 
-
 /** What the probes said about one process, apart from its buckets. */
 interface ProcessFacts {
   pid: number;
@@ -159,4 +158,3 @@ function hasGaps(stack: number[], nstk: number): boolean {
   for (let i = 0; i < nstk; i++) if (stack[i] === undefined) return true;
   return false;
 }
-

@@ -142,7 +142,9 @@ try {
     process.exitCode = e.exitCode;
   } else {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`oomprof: internal error: ${msg.split("\n")[0]}${config().debug ? `\n${(e as Error).stack}` : " (set OOMPROF_DEBUG=1 for details)"}\n`);
+    process.stderr.write(
+      `oomprof: internal error: ${msg.split("\n")[0]}${config().debug ? `\n${(e as Error).stack}` : " (set OOMPROF_DEBUG=1 for details)"}\n`,
+    );
     process.exitCode = 70;
   }
 }

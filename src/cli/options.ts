@@ -45,7 +45,10 @@ export const OPTIONS = {
     help: "Directory for profiles (default: $OOMPROF_OUT or .)",
     helpFor: { snapshot: "Directory for the profile (default: $OOMPROF_OUT or .)" },
     // A function, so the environment is read when flags are parsed, not at import.
-    schema: z.string().min(1).default(() => config().out),
+    schema: z
+      .string()
+      .min(1)
+      .default(() => config().out),
     commands: ["run", "watch", "snapshot"],
   },
   events: {
@@ -193,9 +196,11 @@ export type CommandFlags<C extends CommandName> = z.infer<(typeof COMMAND_FLAGS)
  * --quiet, --verbose and --log-format, for main's log set-up. They mean the same on
  * every command that takes them; a command without them gets the defaults.
  */
-export const LogFlags = z.object(Object.fromEntries(entries.filter(([, o]) => o.readBy === "log" || o.readBy === "both").map(([k, o]) => [k, o.schema])) as {
-  [K in OptionKey as Table[K] extends { readBy: "log" | "both" } ? K : never]: Table[K]["schema"];
-});
+export const LogFlags = z.object(
+  Object.fromEntries(entries.filter(([, o]) => o.readBy === "log" || o.readBy === "both").map(([k, o]) => [k, o.schema])) as {
+    [K in OptionKey as Table[K] extends { readBy: "log" | "both" } ? K : never]: Table[K]["schema"];
+  },
+);
 export type LogFlags = z.infer<typeof LogFlags>;
 
 /** Command C's flags, with the help line that command shows for each, in --help order. */

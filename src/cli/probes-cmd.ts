@@ -21,7 +21,12 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
   if (!flags.print) throw new UserError("probes: nothing to do (use --print)", 2);
   let host: BpftraceHost;
   if (flags.bpftraceVersion) {
-    host = { path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${flags.bpftraceVersion}`), hasOomKillProcessKprobe: flags.kprobes ?? false, exitKeepsMm: true };
+    host = {
+      path: "bpftrace",
+      version: parseBpftraceVersion(`bpftrace v${flags.bpftraceVersion}`),
+      hasOomKillProcessKprobe: flags.kprobes ?? false,
+      exitKeepsMm: true,
+    };
   } else {
     host = await detectBpftrace();
     if (flags.kprobes !== undefined) host = { ...host, hasOomKillProcessKprobe: flags.kprobes };

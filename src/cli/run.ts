@@ -71,32 +71,40 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const pendingReports: Array<Promise<unknown>> = [];
     // Assigned below, before bpftrace starts: the callbacks only run after that.
     let reporter!: KillReporter;
-    const probeSessions = new ProbeSessions(host, { kind: "run", rootPid: child.pid, memProfileRate: flags.rate }, {
-      onRecord(r, pid) {
-        lastRecordAt = performance.now();
-        if (r.tag === "X" || r.tag === "E") wake?.();
-        // A descendant (not the child itself) killed while the child lives: report it now.
-        if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.exec(pid)) {
-          pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
-        }
+    const probeSessions = new ProbeSessions(
+      host,
+      { kind: "run", rootPid: child.pid, memProfileRate: flags.rate },
+      {
+        onRecord(r, pid) {
+          lastRecordAt = performance.now();
+          if (r.tag === "X" || r.tag === "E") wake?.();
+          // A descendant (not the child itself) killed while the child lives: report it now.
+          if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.exec(pid)) {
+            pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
+          }
+        },
+        onWarning: (m) => log.warn(m),
+        onVerbose: (m) => log.verbose(m),
+        onSessionLost(whyLost) {
+          reporter.bpftraceLost = whyLost;
+          log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
+          // A program held at exec whose stop bpftrace never reported would wait forever.
+          const continued = continueStoppedTree(child.pid);
+          if (continued.length) log.verbose(`continued ${continued.length} programs held at exec: ${continued.join(", ")}`);
+        },
       },
-      onWarning: (m) => log.warn(m),
-      onVerbose: (m) => log.verbose(m),
-      onSessionLost(whyLost) {
-        reporter.bpftraceLost = whyLost;
-        log.warn(`bpftrace exited while the program is still running: heap capture is off (${whyLost})`);
-        // A program held at exec whose stop bpftrace never reported would wait forever.
-        const continued = continueStoppedTree(child.pid);
-        if (continued.length) log.verbose(`continued ${continued.length} programs held at exec: ${continued.join(", ")}`);
-      },
-    });
+    );
     sessions = probeSessions;
     const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
     // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
-    const mirror = new LiveMirror(function* () {
-      yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
-      for (const pid of probeSessions.goExecPids()) yield [pid, probeSessions.targets] as [number, GoTarget[]];
-    }, 250, (n) => probeSessions.ensureCapacity(n));
+    const mirror = new LiveMirror(
+      function* () {
+        yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
+        for (const pid of probeSessions.goExecPids()) yield [pid, probeSessions.targets] as [number, GoTarget[]];
+      },
+      250,
+      (n) => probeSessions.ensureCapacity(n),
+    );
     reporter = new KillReporter({
       captures: probeSessions,
       events,
@@ -127,7 +135,10 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       targets: probeSessions.targets.map((t) => ({ exe: t.path, go_version: t.buildInfo.goVersion })),
       armed_ms: armedMs,
     });
-    if (!flags.quiet) log.info(`armed in ${armedMs} ms (bpftrace ${host.version.text}, ${probes} probes)${target ? `, watching ${target.path} (${target.buildInfo.goVersion})` : ""}`);
+    if (!flags.quiet)
+      log.info(
+        `armed in ${armedMs} ms (bpftrace ${host.version.text}, ${probes} probes)${target ? `, watching ${target.path} (${target.buildInfo.goVersion})` : ""}`,
+      );
     events.emit({ event: "start", time: nowIso(), pid: child.pid, argv, cgroup: cgroupName, limit_bytes: cgroup?.limitBytes ?? null });
     await waitStopped(child.pid);
     child.kill("SIGCONT");

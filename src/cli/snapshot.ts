@@ -29,7 +29,10 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
     throw new UserError(`pid ${pid}: cannot see its executable (${code})`);
   }
   requireRoot();
-  const comm = z.string().parse(readFileSync(`/proc/${pid}/comm`, "utf8")).trim();
+  const comm = z
+    .string()
+    .parse(readFileSync(`/proc/${pid}/comm`, "utf8"))
+    .trim();
   let target;
   try {
     target = await discoverGoTarget(`/proc/${pid}/exe`);

@@ -46,34 +46,38 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
 
   const procs = scanProcesses();
   let lastRecordAt = 0;
-  const sessions: ProbeSessions = new ProbeSessions(host, { kind: "watch", hold: flags.holdNewBinaries }, {
-    onRecord(r, pid) {
-      lastRecordAt = performance.now();
-      if (pid === undefined) return;
-      if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
-        // The victim is still there (killed, not yet reaped): note what it was.
-        const victim: PendingVictim = { since: performance.now(), cgroup: processCgroup(pid) ?? null };
-        try {
-          victim.exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
-          victim.target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
-        } catch {
-          /* already gone */
+  const sessions: ProbeSessions = new ProbeSessions(
+    host,
+    { kind: "watch", hold: flags.holdNewBinaries },
+    {
+      onRecord(r, pid) {
+        lastRecordAt = performance.now();
+        if (pid === undefined) return;
+        if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
+          // The victim is still there (killed, not yet reaped): note what it was.
+          const victim: PendingVictim = { since: performance.now(), cgroup: processCgroup(pid) ?? null };
+          try {
+            victim.exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
+            victim.target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
+          } catch {
+            /* already gone */
+          }
+          pending.set(pid, victim);
         }
-        pending.set(pid, victim);
-      }
+      },
+      onWarning: (m) => log.warn(m),
+      onVerbose: (m) => log.verbose(m),
+      onTargetAdded: (t) => announce(t),
+      onSessionLost(why) {
+        log.warn(`bpftrace exited (${why}); restarting it`);
+        events.emit({ event: "warning", time: nowIso(), message: `bpftrace exited (${why}); restarted` });
+        sessions.restart().catch((e) => {
+          log.warn(`could not restart bpftrace: ${(e as Error).message}`);
+          stop(1);
+        });
+      },
     },
-    onWarning: (m) => log.warn(m),
-    onVerbose: (m) => log.verbose(m),
-    onTargetAdded: (t) => announce(t),
-    onSessionLost(why) {
-      log.warn(`bpftrace exited (${why}); restarting it`);
-      events.emit({ event: "warning", time: nowIso(), message: `bpftrace exited (${why}); restarted` });
-      sessions.restart().catch((e) => {
-        log.warn(`could not restart bpftrace: ${(e as Error).message}`);
-        stop(1);
-      });
-    },
-  });
+  );
   const announced = new Set<number>();
   const announce = (t: GoTarget) => {
     if (announced.has(t.inode)) return;
@@ -116,15 +120,20 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     armed_ms: armedMs,
     go_processes: goProcesses,
   });
-  if (!flags.quiet) log.info(`watching ${goProcesses} Go processes (${initial.length} binaries) and every new one; armed in ${armedMs} ms (bpftrace ${host.version.text})`);
+  if (!flags.quiet)
+    log.info(`watching ${goProcesses} Go processes (${initial.length} binaries) and every new one; armed in ${armedMs} ms (bpftrace ${host.version.text})`);
 
   // Stacks are read ahead from live Go processes, as in `run`.
-  const mirror = new LiveMirror(function* () {
-    const targets = sessions.targets;
-    for (const p of scanProcesses()) {
-      if (sessions.targetByInode(p.inode)) yield [p.pid, targets] as [number, GoTarget[]];
-    }
-  }, MIRROR_INTERVAL_MS, (n) => sessions.ensureCapacity(n));
+  const mirror = new LiveMirror(
+    function* () {
+      const targets = sessions.targets;
+      for (const p of scanProcesses()) {
+        if (sessions.targetByInode(p.inode)) yield [p.pid, targets] as [number, GoTarget[]];
+      }
+    },
+    MIRROR_INTERVAL_MS,
+    (n) => sessions.ensureCapacity(n),
+  );
   mirror.start();
   const reporter = new KillReporter({
     captures: sessions,

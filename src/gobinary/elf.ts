@@ -109,7 +109,7 @@ export class ElfFile {
     try {
       const size = fstatSync(fd).size;
       bytes = new Uint8Array(size);
-      for (let at = 0; at < size; ) {
+      for (let at = 0; at < size;) {
         const n = readSync(fd, bytes, at, size - at, at);
         if (n === 0) throw new Error("file shrank while being read");
         at += n;

@@ -129,7 +129,8 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
   let memProfileRate = sym("runtime.MemProfileRate");
   const cycleNew = sym("runtime.mProfCycle");
   const cycleOld = sym("runtime.mProf");
-  let cycle: GoRuntimeVars["cycle"] = cycleNew !== undefined ? { addr: cycleNew, shifted: true } : cycleOld !== undefined ? { addr: cycleOld, shifted: false } : undefined;
+  let cycle: GoRuntimeVars["cycle"] =
+    cycleNew !== undefined ? { addr: cycleNew, shifted: true } : cycleOld !== undefined ? { addr: cycleOld, shifted: false } : undefined;
   let disableMemoryProfiling = sym("runtime.disableMemoryProfiling");
   if (mbuckets === undefined || memProfileRate === undefined) {
     // No symbol table (-ldflags=-s): read the addresses out of the runtime's code.

@@ -112,7 +112,8 @@ class Finder {
       if (!fn?.complete) continue;
       const loads = this.targets(fn, isLoad64);
       if (loads.length === 1) votes.push([name, loads[0]!]);
-      else if (loads.length > 1 && name === "runtime.mProf_FlushLocked") throw this.fail(`${name} loads ${loads.length} words, expected one (runtime.mbuckets)`);
+      else if (loads.length > 1 && name === "runtime.mProf_FlushLocked")
+        throw this.fail(`${name} loads ${loads.length} words, expected one (runtime.mbuckets)`);
     }
     const mbuckets = this.agree("runtime.mbuckets", votes);
     // stkbucket links new buckets in through &mbuckets.

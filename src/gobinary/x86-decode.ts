@@ -78,7 +78,9 @@ const ONE_BYTE: string[] = (() => {
 })();
 
 /** 0F map: opcodes without ModRM, and those with an imm8 after it. */
-const TWO_BYTE_NO_MODRM = new Set([0x05, 0x06, 0x07, 0x08, 0x09, 0x0b, 0x0e, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x37, 0x77, 0xa0, 0xa1, 0xa2, 0xa8, 0xa9, 0xaa]);
+const TWO_BYTE_NO_MODRM = new Set([
+  0x05, 0x06, 0x07, 0x08, 0x09, 0x0b, 0x0e, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x37, 0x77, 0xa0, 0xa1, 0xa2, 0xa8, 0xa9, 0xaa,
+]);
 const TWO_BYTE_INVALID = new Set([0x04, 0x0a, 0x0c, 0x36, 0x39, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f]);
 const TWO_BYTE_IMM8 = new Set([0x0f, 0x70, 0x71, 0x72, 0x73, 0xa4, 0xac, 0xba, 0xc2, 0xc4, 0xc5, 0xc6]);
 
@@ -225,7 +227,8 @@ export function decodeX86(code: Uint8Array, at: number, base: bigint): Insn | un
   if (modrmMod !== undefined) insn.modrmMod = modrmMod;
   if (modrmReg !== undefined) insn.modrmReg = modrmReg;
   if (ripRelative) insn.rip = base + BigInt(at + length) + littleEndian(code, dispAt, 4, true);
-  if (immBytes === 3) insn.imm = littleEndian(code, immAt, 2, false); // ENTER: the frame size
+  if (immBytes === 3)
+    insn.imm = littleEndian(code, immAt, 2, false); // ENTER: the frame size
   else if (immBytes > 0) insn.imm = littleEndian(code, immAt, immBytes, immSigned);
   return insn;
 }

@@ -144,7 +144,8 @@ export interface BpftraceFinding {
 export function checkBpftrace(h: HostView): { result: CheckResult; found: BpftraceFinding } {
   const name = "bpftrace";
   const fromEnv = h.bpftraceOverride;
-  const install = "install bpftrace 0.17 or newer (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace), or set OOMPROF_BPFTRACE=/path/to/bpftrace";
+  const install =
+    "install bpftrace 0.17 or newer (Debian/Ubuntu: apt-get install bpftrace; Fedora: dnf install bpftrace), or set OOMPROF_BPFTRACE=/path/to/bpftrace";
   const path = fromEnv ?? h.which("bpftrace");
   if (!path) return { result: { name, status: "fail", found: "not found on PATH", fix: install }, found: {} };
   if (!h.executable(path)) {
@@ -156,11 +157,19 @@ export function checkBpftrace(h: HostView): { result: CheckResult; found: Bpftra
     version = parseBpftraceVersion(r.stdout);
   } catch {
     const said = (r.stdout.trim() || r.stderr.trim()).split("\n")[0] ?? "";
-    return { result: { name, status: "fail", found: `${path}: cannot tell its version from \`--version\`${said ? ` ("${said.slice(0, 80)}")` : ""}`, fix: install }, found: { path } };
+    return {
+      result: { name, status: "fail", found: `${path}: cannot tell its version from \`--version\`${said ? ` ("${said.slice(0, 80)}")` : ""}`, fix: install },
+      found: { path },
+    };
   }
   if (!versionAtLeast(version, MIN_BPFTRACE.major, MIN_BPFTRACE.minor)) {
     return {
-      result: { name, status: "fail", found: `bpftrace ${version.text} at ${path} is too old (needs ${MIN_BPFTRACE.major}.${MIN_BPFTRACE.minor}+)`, fix: install },
+      result: {
+        name,
+        status: "fail",
+        found: `bpftrace ${version.text} at ${path} is too old (needs ${MIN_BPFTRACE.major}.${MIN_BPFTRACE.minor}+)`,
+        fix: install,
+      },
       found: { path, version },
     };
   }
@@ -217,13 +226,23 @@ export function checkTracepoints(h: HostView): CheckResult {
   }
   const missing = TRACEPOINTS.filter((tp) => h.stat(`${root}/events/${tp.replace(":", "/")}`) !== "present");
   if (missing.length) {
-    return { name, status: "fail", found: `missing ${missing.join(", ")}`, fix: "use a kernel built with CONFIG_TRACEPOINTS and these events (every mainstream distribution kernel has them)" };
+    return {
+      name,
+      status: "fail",
+      found: `missing ${missing.join(", ")}`,
+      fix: "use a kernel built with CONFIG_TRACEPOINTS and these events (every mainstream distribution kernel has them)",
+    };
   }
   const format = h.read(`${root}/events/oom/mark_victim/format`);
   if (format !== undefined) {
     const lacking = MARK_VICTIM_FIELDS.filter((f) => !new RegExp(`field:[^;]*\\b${f}(\\[\\d*\\])?;`).test(format));
     if (lacking.length) {
-      return { name, status: "fail", found: `oom:mark_victim lacks the fields ${lacking.join(", ")} that oomprof reads`, fix: "use a newer kernel (its oom:mark_victim carries comm and the rss counters)" };
+      return {
+        name,
+        status: "fail",
+        found: `oom:mark_victim lacks the fields ${lacking.join(", ")} that oomprof reads`,
+        fix: "use a newer kernel (its oom:mark_victim carries comm and the rss counters)",
+      };
     }
   }
   return { name, status: "ok", found: TRACEPOINTS.join(", ") };
@@ -234,7 +253,12 @@ export function checkUprobes(h: HostView): CheckResult {
   const dev = "/sys/bus/event_source/devices/uprobe";
   if (h.stat(dev) === "present") return { name, status: "ok", found: dev };
   // The current probes read user memory with uptr() but attach no uprobe.
-  return { name, status: "warn", found: `no ${dev} (kernel without CONFIG_UPROBE_EVENTS)`, fix: "use a kernel with CONFIG_UPROBE_EVENTS=y; oomprof's current probes attach none, so captures still work" };
+  return {
+    name,
+    status: "warn",
+    found: `no ${dev} (kernel without CONFIG_UPROBE_EVENTS)`,
+    fix: "use a kernel with CONFIG_UPROBE_EVENTS=y; oomprof's current probes attach none, so captures still work",
+  };
 }
 
 export function checkKprobes(h: HostView, bt: BpftraceFinding): CheckResult {
@@ -261,7 +285,12 @@ export function checkBtf(h: HostView): CheckResult {
   const s = h.stat(path);
   if (s === "present") return { name, status: "ok", found: path };
   if (s === "denied") return { name, status: "fail", found: `${path}: permission denied`, fix: "run oomprof as root (sudo oomprof ...)" };
-  return { name, status: "fail", found: `no ${path}`, fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (the probes read curtask->mm through BTF; most distribution kernels since 2020 have it)" };
+  return {
+    name,
+    status: "fail",
+    found: `no ${path}`,
+    fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (the probes read curtask->mm through BTF; most distribution kernels since 2020 have it)",
+  };
 }
 
 export function checkMemoryCgroup(h: HostView): CheckResult {
@@ -270,7 +299,8 @@ export function checkMemoryCgroup(h: HostView): CheckResult {
     const controllers = h.read(`${root}/cgroup.controllers`);
     if (controllers?.split(/\s+/).includes("memory")) return { name, status: "ok", found: `cgroup v2 memory controller at ${root}` };
   }
-  if (h.stat("/sys/fs/cgroup/memory/memory.limit_in_bytes") === "present") return { name, status: "ok", found: "cgroup v1 memory controller at /sys/fs/cgroup/memory" };
+  if (h.stat("/sys/fs/cgroup/memory/memory.limit_in_bytes") === "present")
+    return { name, status: "ok", found: "cgroup v1 memory controller at /sys/fs/cgroup/memory" };
   return {
     name,
     status: "warn",
@@ -290,7 +320,13 @@ function kernelAtLeast(releaseText: string, major: number, minor: number): boole
 export function checkMemlock(h: HostView): CheckResult {
   const name = "memlock";
   const m = /^Max locked memory\s+(\S+)\s+(\S+)/m.exec(h.read("/proc/self/limits") ?? "");
-  if (!m) return { name, status: "warn", found: "cannot read RLIMIT_MEMLOCK from /proc/self/limits", fix: "if bpftrace fails to create maps, raise it: ulimit -l unlimited" };
+  if (!m)
+    return {
+      name,
+      status: "warn",
+      found: "cannot read RLIMIT_MEMLOCK from /proc/self/limits",
+      fix: "if bpftrace fails to create maps, raise it: ulimit -l unlimited",
+    };
   const soft = m[1]!;
   const shown = soft === "unlimited" ? "unlimited" : `${Math.round(Number(soft) / 1024)} KiB`;
   if (soft === "unlimited") return { name, status: "ok", found: "RLIMIT_MEMLOCK unlimited" };

@@ -33,7 +33,9 @@ export const ChildStartEvent = z.object({
 });
 
 export const KillEvent = z.object({
-  event: z.enum(["oom_kill", "runtime_oom", "kill"]).describe("oom_kill: chosen by the kernel OOM killer; runtime_oom: Go's own fatal out of memory; kill: SIGKILL from elsewhere"),
+  event: z
+    .enum(["oom_kill", "runtime_oom", "kill"])
+    .describe("oom_kill: chosen by the kernel OOM killer; runtime_oom: Go's own fatal out of memory; kill: SIGKILL from elsewhere"),
   message: z.string().nullable().describe("runtime_oom: the runtime's fatal error message"),
   time,
   pid: z.number().int(),
@@ -50,7 +52,11 @@ export const KillEvent = z.object({
   inuse_bytes: z.number().describe("inuse_space total: everything not known to be freed at death (scaled estimate)"),
   gc_live_bytes: z.number().describe("gc_live_space total: live as of the last completed GC"),
   still_running: z.boolean().describe("the OOM killer picked it, but it was still running when reported (not killed, or not yet)"),
-  goroutines: z.number().int().nullable().describe("goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown or the binary is stripped"),
+  goroutines: z
+    .number()
+    .int()
+    .nullable()
+    .describe("goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown or the binary is stripped"),
   goroutines_upper_bound: z.boolean().describe("true when GOMAXPROCS exceeded what the probe sums: goroutines is then an upper bound"),
   anon_rss_kb: z.number().int().nullable(),
   file_rss_kb: z.number().int().nullable(),
@@ -87,7 +93,11 @@ export const SnapshotEvent = z.object({
   memprofile_rate: z.number().int(),
   inuse_bytes: z.number(),
   gc_live_bytes: z.number(),
-  goroutines: z.number().int().nullable().describe("as runtime.NumGoroutine counts them; null where the Go release's layout is unknown or the binary is stripped"),
+  goroutines: z
+    .number()
+    .int()
+    .nullable()
+    .describe("as runtime.NumGoroutine counts them; null where the Go release's layout is unknown or the binary is stripped"),
   goroutines_upper_bound: z.boolean(),
   top: z.array(z.object({ function: z.string(), inuse_bytes: z.number(), share: z.number() })),
 });
@@ -105,7 +115,16 @@ export const UploadEvent = z.object({
 
 export const WarningEvent = z.object({ event: z.literal("warning"), time, message: z.string() });
 
-export const OomprofEvent = z.discriminatedUnion("event", [ArmedEvent, ReadyEvent, ChildStartEvent, KillEvent, ExitEvent, SnapshotEvent, UploadEvent, WarningEvent]);
+export const OomprofEvent = z.discriminatedUnion("event", [
+  ArmedEvent,
+  ReadyEvent,
+  ChildStartEvent,
+  KillEvent,
+  ExitEvent,
+  SnapshotEvent,
+  UploadEvent,
+  WarningEvent,
+]);
 export type OomprofEvent = z.infer<typeof OomprofEvent>;
 export type KillEvent = z.infer<typeof KillEvent>;
 

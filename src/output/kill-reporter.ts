@@ -92,7 +92,16 @@ export class KillReporter {
     });
     const url = redactUrl(target.url);
     if (!result.ok) this.o.warn(`upload of ${profile} to ${url} failed after ${result.attempts} attempts (${result.error}); the profile stays on disk`);
-    this.o.events.emit({ event: "upload", time: nowIso(), pid: event.pid, profile, url, ok: result.ok, attempts: result.attempts, error: result.ok ? null : (result.error ?? "failed") });
+    this.o.events.emit({
+      event: "upload",
+      time: nowIso(),
+      pid: event.pid,
+      profile,
+      url,
+      ok: result.ok,
+      attempts: result.attempts,
+      error: result.ok ? null : (result.error ?? "failed"),
+    });
   }
 
   /**

@@ -20,8 +20,15 @@ export function prepareOutDir(dir: string): string {
 
 /** `<comm>-<pid>-<UTC timestamp>.pb.gz`, with the comm reduced to filename-safe characters. */
 export function profileFileName(comm: string, pid: number, when: Date): string {
-  const safe = comm.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 32) || "unknown";
-  const ts = when.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const safe =
+    comm
+      .replace(/[^A-Za-z0-9._-]/g, "_")
+      .replace(/^\.+/, "_")
+      .slice(0, 32) || "unknown";
+  const ts = when
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   return `${safe}-${pid}-${ts}.pb.gz`;
 }
 

@@ -108,7 +108,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const notKilled = c.header ? undefined : ctx.stillRunning;
   if (notKilled) reason = notKilledReason(notKilled, ctx.firstSeenMs);
   else if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
-  else if (!c.header && c.victim) reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
+  else if (!c.header && c.victim)
+    reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
   else if (t.memRecordWords === undefined) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);
@@ -116,18 +117,18 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   if (t?.memRecordWords && c.header && c.buckets.length > 0) {
     try {
       const written = writeHeapProfile({
-      target: t,
-      symbolizer: ctx.symbolizer,
-      outDir: ctx.outDir,
-      pid: c.pid,
-      comm,
-      when,
-      buckets: c.buckets,
-      memProfileRate: c.header.memProfileRate,
-      cycle: c.header.cycle,
-      bias: c.header.bias,
-      what: c.victim ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL",
-      gaps,
+        target: t,
+        symbolizer: ctx.symbolizer,
+        outDir: ctx.outDir,
+        pid: c.pid,
+        comm,
+        when,
+        buckets: c.buckets,
+        memProfileRate: c.header.memProfileRate,
+        cycle: c.header.cycle,
+        bias: c.header.bias,
+        what: c.victim ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL",
+        gaps,
       });
       profile = written.path;
       sites = written.sites;

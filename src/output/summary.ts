@@ -40,7 +40,9 @@ export function renderKillSummary(e: KillEvent, table: SiteTable | undefined, st
   if (table && table.sites.length) {
     lines.push(`  Top allocation sites in use at death (inuse_space: not known to be freed, uncollected garbage included):`);
     for (const s of table.sites.slice(0, TOP)) {
-      lines.push(`    ${formatPercent(s.share.inuse).padStart(6)} ${formatBytes(s.bytes.inuse).padStart(10)}  ${s.function}${s.location ? style.dim(`  ${s.location}`) : ""}`);
+      lines.push(
+        `    ${formatPercent(s.share.inuse).padStart(6)} ${formatBytes(s.bytes.inuse).padStart(10)}  ${s.function}${s.location ? style.dim(`  ${s.location}`) : ""}`,
+      );
     }
     const disagree = table.sites.filter((s) => Math.abs(s.share.inuse - s.share.gcLive) >= DISAGREE_POINTS);
     if (disagree.length) {

@@ -89,7 +89,7 @@ export function continueStoppedTree(rootPid: number): number[] {
     if (stat && stat.state !== "Z" && stat.state !== "X") children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), Number(name)]);
   }
   const continued: number[] = [];
-  for (const queue = [rootPid]; queue.length; ) {
+  for (const queue = [rootPid]; queue.length;) {
     const pid = queue.shift()!;
     queue.push(...(children.get(pid) ?? []));
     if (processState(pid) === "T" && resume(pid)) continued.push(pid);

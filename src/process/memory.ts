@@ -19,7 +19,9 @@ export function readMaps(pid: number): MapsLine[] {
   try {
     text = readFileSync(`/proc/${pid}/maps`, "utf8");
   } catch (e) {
-    throw new UserError(`pid ${pid}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such process" : `cannot read its memory map (${(e as NodeJS.ErrnoException).code})`}`);
+    throw new UserError(
+      `pid ${pid}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such process" : `cannot read its memory map (${(e as NodeJS.ErrnoException).code})`}`,
+    );
   }
   return text
     .split("\n")
@@ -27,9 +29,7 @@ export function readMaps(pid: number): MapsLine[] {
     .map((line) => {
       const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ (\d+)\s*(.*)$/.exec(line);
       return MapsLine.parse(
-        m
-          ? { start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), perms: m[3], offset: parseInt(m[4]!, 16), inode: Number(m[5]), path: m[6] ?? "" }
-          : {},
+        m ? { start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), perms: m[3], offset: parseInt(m[4]!, 16), inode: Number(m[5]), path: m[6] ?? "" } : {},
       );
     });
 }

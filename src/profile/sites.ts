@@ -14,7 +14,8 @@ export interface SiteTable {
 }
 
 /** Frames of the runtime's own allocation machinery, skipped to find the caller that allocated. */
-const RUNTIME_INTERNAL = /^runtime\.(malg|mallocgc|newobject|newarray|makeslice|makeslicecopy|growslice|makemap|makemap_small|makechan|mapassign|rawstring|rawbyteslice|rawruneslice|slicebytetostring|concatstrings|concatstring\d|stringtoslicebyte|convT|convTslice|convTstring|(mProf_Malloc|profilealloc))/;
+const RUNTIME_INTERNAL =
+  /^runtime\.(malg|mallocgc|newobject|newarray|makeslice|makeslicecopy|growslice|makemap|makemap_small|makechan|mapassign|rawstring|rawbyteslice|rawruneslice|slicebytetostring|concatstrings|concatstring\d|stringtoslicebyte|convT|convTslice|convTstring|(mProf_Malloc|profilealloc))/;
 
 /**
  * Groups samples by allocation site: the innermost frame that is not the runtime's

@@ -193,7 +193,9 @@ export function foldProfile(p: Profile): FlameData {
     periodType: p.periodType ? { type: str(p.periodType.type), unit: str(p.periodType.unit) } : null,
     binary: firstMapping ? str(firstMapping.filename) : "",
     root,
-    top: [...top.values()].sort((a, b) => b.flat[defaultIndex]! - a.flat[defaultIndex]! || b.cum[defaultIndex]! - a.cum[defaultIndex]! || a.name.localeCompare(b.name)),
+    top: [...top.values()].sort(
+      (a, b) => b.flat[defaultIndex]! - a.flat[defaultIndex]! || b.cum[defaultIndex]! - a.cum[defaultIndex]! || a.name.localeCompare(b.name),
+    ),
   };
 }
 

@@ -67,12 +67,19 @@ const CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
 export function renderReportHtml(data: FlameData, opts: ReportPageOptions): string {
   const victim = data.comments.map((c) => /^oomprof: heap at (.+)$/.exec(c)?.[1]).find((v) => v !== undefined);
   const title = victim ? `Heap at ${victim}` : "Heap profile";
-  const when = data.timeMs !== null ? new Date(data.timeMs).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") : undefined;
+  const when =
+    data.timeMs !== null
+      ? new Date(data.timeMs)
+          .toISOString()
+          .replace("T", " ")
+          .replace(/\.\d+Z$/, " UTC")
+      : undefined;
   const facts: string[] = [];
   facts.push(`<span><b>profile</b> ${escapeHtml(opts.source)}</span>`);
   if (when) facts.push(`<span><b>taken</b> ${escapeHtml(when)}</span>`);
   if (data.binary) facts.push(`<span><b>binary</b> ${escapeHtml(data.binary)}</span>`);
-  if (data.period > 0 && data.periodType) facts.push(`<span><b>sampling</b> every ${data.period.toLocaleString("en-US")} ${escapeHtml(data.periodType.unit)} allocated</span>`);
+  if (data.period > 0 && data.periodType)
+    facts.push(`<span><b>sampling</b> every ${data.period.toLocaleString("en-US")} ${escapeHtml(data.periodType.unit)} allocated</span>`);
 
   return `<!DOCTYPE html>
 <html lang="en">

@@ -55,7 +55,12 @@ export class BpftraceSession {
     writeFileSync(scriptPath, opts.script, { mode: 0o600 });
     const env: Record<string, string> = { ...process.env } as Record<string, string>;
     if (opts.bufferPages) env.BPFTRACE_PERF_RB_PAGES = String(opts.bufferPages);
-    this.proc = Bun.spawn(dieWithParent([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath]), { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
+    this.proc = Bun.spawn(dieWithParent([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath]), {
+      stdout: "pipe",
+      stderr: "pipe",
+      stdin: "ignore",
+      env,
+    });
     let resolveAttached!: (n: number) => void;
     let rejectAttached!: (e: Error) => void;
     this.attached = new Promise((res, rej) => {

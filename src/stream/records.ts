@@ -5,23 +5,108 @@
  * runs between the kill and the profile on disk.
  */
 
-export interface VictimRecord { tag: "V"; pid: number; triggerPid: number; totalVmKb: number; anonRssKb: number; fileRssKb: number; shmemRssKb: number; oomScoreAdj: number; comm: string }
-export interface TriggerRecord { tag: "T"; pid: number; triggerComm: string }
-export interface OomKillProcessRecord { tag: "K"; pid: number; triggerPid: number; memcgConstrained: boolean; totalPages: number }
-export interface WalkHeaderRecord { tag: "H"; pid: number; targetId: number; bias: number; head: number; memProfileRate: number; cycle: number }
+export interface VictimRecord {
+  tag: "V";
+  pid: number;
+  triggerPid: number;
+  totalVmKb: number;
+  anonRssKb: number;
+  fileRssKb: number;
+  shmemRssKb: number;
+  oomScoreAdj: number;
+  comm: string;
+}
+export interface TriggerRecord {
+  tag: "T";
+  pid: number;
+  triggerComm: string;
+}
+export interface OomKillProcessRecord {
+  tag: "K";
+  pid: number;
+  triggerPid: number;
+  memcgConstrained: boolean;
+  totalPages: number;
+}
+export interface WalkHeaderRecord {
+  tag: "H";
+  pid: number;
+  targetId: number;
+  bias: number;
+  head: number;
+  memProfileRate: number;
+  cycle: number;
+}
 /** runtime.gcount()'s inputs at death; procs is len(allp), of which at most MAX_PROCS_SUMMED were summed. */
-export interface GoroutinesRecord { tag: "G"; pid: number; allglen: number; schedFree: number; ngsys: number; procsFree: number; procs: number }
+export interface GoroutinesRecord {
+  tag: "G";
+  pid: number;
+  allglen: number;
+  schedFree: number;
+  ngsys: number;
+  procsFree: number;
+  procs: number;
+}
 /** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
-export interface CounterRecord { tag: "C"; pid: number; bucket: number; allnext: number; nstk: number; size: number; counts: number[] }
-export interface StackRecord { tag: "S"; pid: number; bucket: number; index: number; pcs: number[] }
-export interface WalkEndRecord { tag: "E"; pid: number }
-export interface ExitRecord { tag: "X"; pid: number }
-export interface RuntimeOomRecord { tag: "O"; pid: number; message: string }
-export interface ReadyRecord { tag: "R"; nonce: number }
-export interface ExecRecord { tag: "P"; pid: number; inode: number }
-export interface NewExecutableRecord { tag: "N"; pid: number; inode: number; held: boolean }
+export interface CounterRecord {
+  tag: "C";
+  pid: number;
+  bucket: number;
+  allnext: number;
+  nstk: number;
+  size: number;
+  counts: number[];
+}
+export interface StackRecord {
+  tag: "S";
+  pid: number;
+  bucket: number;
+  index: number;
+  pcs: number[];
+}
+export interface WalkEndRecord {
+  tag: "E";
+  pid: number;
+}
+export interface ExitRecord {
+  tag: "X";
+  pid: number;
+}
+export interface RuntimeOomRecord {
+  tag: "O";
+  pid: number;
+  message: string;
+}
+export interface ReadyRecord {
+  tag: "R";
+  nonce: number;
+}
+export interface ExecRecord {
+  tag: "P";
+  pid: number;
+  inode: number;
+}
+export interface NewExecutableRecord {
+  tag: "N";
+  pid: number;
+  inode: number;
+  held: boolean;
+}
 
-export type WalkRecord = VictimRecord | TriggerRecord | OomKillProcessRecord | WalkHeaderRecord | GoroutinesRecord | CounterRecord | StackRecord | WalkEndRecord | ExitRecord | ExecRecord | NewExecutableRecord | ReadyRecord | RuntimeOomRecord;
+export type WalkRecord =
+  | VictimRecord
+  | TriggerRecord
+  | OomKillProcessRecord
+  | WalkHeaderRecord
+  | GoroutinesRecord
+  | CounterRecord
+  | StackRecord
+  | WalkEndRecord
+  | ExitRecord
+  | ExecRecord
+  | NewExecutableRecord
+  | ReadyRecord
+  | RuntimeOomRecord;
 
 const DEC = /^-?\d+$/;
 const HEX = /^[0-9a-f]+$/;
@@ -55,7 +140,17 @@ export function parseRecord(text: string): WalkRecord {
   switch (f[0]) {
     case "V":
       if (f.length < 9) throw new Error("short V record");
-      return { tag: "V", pid: dec(f[1]), triggerPid: dec(f[2]), totalVmKb: dec(f[3]), anonRssKb: dec(f[4]), fileRssKb: dec(f[5]), shmemRssKb: dec(f[6]), oomScoreAdj: dec(f[7]), comm: rest(line, 8) };
+      return {
+        tag: "V",
+        pid: dec(f[1]),
+        triggerPid: dec(f[2]),
+        totalVmKb: dec(f[3]),
+        anonRssKb: dec(f[4]),
+        fileRssKb: dec(f[5]),
+        shmemRssKb: dec(f[6]),
+        oomScoreAdj: dec(f[7]),
+        comm: rest(line, 8),
+      };
     case "T":
       if (f.length < 3) throw new Error("short T record");
       return { tag: "T", pid: dec(f[1]), triggerComm: rest(line, 2) };

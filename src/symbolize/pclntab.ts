@@ -141,8 +141,7 @@ export class GoSymbolizer {
     // function). Each frame's file:line comes from the pc tables at its PC.
     let targetOffset = Number(pc) - fn.entry;
     for (let depth = 0; ; depth++) {
-      const treeIndex =
-        inlineTree !== undefined && depth < MAX_INLINE_DEPTH ? this.pcdataValue(fn, PCDATA_INL_TREE_INDEX, targetOffset) : -1;
+      const treeIndex = inlineTree !== undefined && depth < MAX_INLINE_DEPTH ? this.pcdataValue(fn, PCDATA_INL_TREE_INDEX, targetOffset) : -1;
       const call = treeIndex >= 0 ? this.readInlinedCall(inlineTree!, treeIndex) : undefined;
       const { file, line } = this.fileLine(fn, targetOffset);
       if (!call) {

@@ -62,7 +62,18 @@ describe("oomprof doctor", () => {
     } else {
       const bun = existsSync("/usr/bin/bun") ? "/usr/bin/bun" : process.execPath;
       let main = join(ROOT, "src/cli/main.ts");
-      const readable = Bun.spawnSync(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "sh", "-c", `test -r "$1" && test -r "$2"`, "sh", main, join(ROOT, "node_modules/zod/package.json")]);
+      const readable = Bun.spawnSync([
+        "setpriv",
+        `--reuid=${uid}`,
+        `--regid=${gid}`,
+        "--clear-groups",
+        "sh",
+        "-c",
+        `test -r "$1" && test -r "$2"`,
+        "sh",
+        main,
+        join(ROOT, "node_modules/zod/package.json"),
+      ]);
       if (readable.exitCode !== 0) {
         const copy = join(scratch, "oomprof");
         for (const part of ["src", "probes", "package.json", "node_modules/cac", "node_modules/pprof-format", "node_modules/zod"]) {
@@ -73,9 +84,21 @@ describe("oomprof doctor", () => {
       }
       argv = [bun, main];
     }
-    const env = { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", HOME: home, TMPDIR: home, BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0", ...(process.env.OOMPROF_BPFTRACE ? { OOMPROF_BPFTRACE: process.env.OOMPROF_BPFTRACE } : {}) };
+    const env = {
+      PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+      HOME: home,
+      TMPDIR: home,
+      BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0",
+      ...(process.env.OOMPROF_BPFTRACE ? { OOMPROF_BPFTRACE: process.env.OOMPROF_BPFTRACE } : {}),
+    };
     const asTestUser = async (args: string[]): Promise<Result> => {
-      const p = Bun.spawn(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", ...argv, ...args], { cwd: scratch, env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+      const p = Bun.spawn(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", ...argv, ...args], {
+        cwd: scratch,
+        env,
+        stdout: "pipe",
+        stderr: "pipe",
+        stdin: "ignore",
+      });
       const [stdout, stderr, status] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
       return { status, stdout, stderr };
     };

@@ -7,7 +7,11 @@ import { oomprofArgv, runOomprof, tempDir } from "../helpers/oomprof.ts";
 
 setDefaultTimeout(180_000);
 
-const oneLine = (stderr: string) => stderr.trim().split("\n").filter((l) => !l.startsWith("oomprof: armed"));
+const oneLine = (stderr: string) =>
+  stderr
+    .trim()
+    .split("\n")
+    .filter((l) => !l.startsWith("oomprof: armed"));
 
 /** Failed, with one line on stderr that says this. */
 function expectOneLineError(r: { status: number | null; stderr: string }, says: string | RegExp): void {
@@ -58,7 +62,10 @@ describe("bad input and a bad host: one line on stderr, non-zero status", () => 
 
   test("not root", async () => {
     const argv = oomprofArgv();
-    const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...argv, "run", "--out", "/tmp", "--", "true"], { stderr: "pipe", env: { ...process.env, HOME: "/tmp" } });
+    const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...argv, "run", "--out", "/tmp", "--", "true"], {
+      stderr: "pipe",
+      env: { ...process.env, HOME: "/tmp" },
+    });
     expectOneLineError({ status: r.exitCode, stderr: r.stderr.toString() }, /needs root|sudo/);
   });
 
@@ -128,11 +135,21 @@ describe("a corrupt ELF given to run", () => {
 describe("tracefs not mounted", () => {
   // A private mount namespace: the host's tracefs stays mounted for everything else.
   const inNamespace = (script: string, args: string[]) =>
-    Bun.spawnSync(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", ...oomprofArgv(), ...args], { stdout: "pipe", stderr: "pipe", env: process.env });
+    Bun.spawnSync(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", ...oomprofArgv(), ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: process.env,
+    });
   const unmount = "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; grep -q tracefs /proc/mounts && exit 99;";
 
   test("oomprof mounts it and goes on", async () => {
-    const r = inNamespace(`${unmount} "$@"; s=$?; grep -q '^nodev /sys/kernel/tracing tracefs' /proc/mounts || exit 98; exit $s`, ["run", "--out", tempDir(), "--", "true"]);
+    const r = inNamespace(`${unmount} "$@"; s=$?; grep -q '^nodev /sys/kernel/tracing tracefs' /proc/mounts || exit 98; exit $s`, [
+      "run",
+      "--out",
+      tempDir(),
+      "--",
+      "true",
+    ]);
     expect(r.stderr.toString()).not.toContain("tracefs");
     expect(r.exitCode).toBe(0);
   });
@@ -146,7 +163,10 @@ describe("tracefs not mounted", () => {
 
 describe("faults", () => {
   test("oomprof SIGKILLed: neither the child nor bpftrace outlives it, and the next run removes its cgroup", async () => {
-    const p = Bun.spawn([...oomprofArgv(), "run", "--limit", "64M", "--out", tempDir(), "--events", "-", "--", "sleep", "60"], { stdout: "pipe", stderr: "ignore" });
+    const p = Bun.spawn([...oomprofArgv(), "run", "--limit", "64M", "--out", tempDir(), "--events", "-", "--", "sleep", "60"], {
+      stdout: "pipe",
+      stderr: "ignore",
+    });
     const lines = new LineReader(p.stdout as ReadableStream<Uint8Array>);
     const start = JSON.parse(await lines.waitFor((l) => l.includes('"event":"start"'), 60_000));
     const kids = childrenOf(p.pid);
@@ -163,7 +183,10 @@ describe("faults", () => {
 
   test("bpftrace dies mid-run: run keeps the child, says capture is off, and passes its status through", async () => {
     const events = join(tempDir(), "events.ndjson");
-    const p = Bun.spawn([...oomprofArgv(), "run", "--out", tempDir(), "--events", events, "--", "sh", "-c", "sleep 3; exit 5"], { stdout: "ignore", stderr: "pipe" });
+    const p = Bun.spawn([...oomprofArgv(), "run", "--out", tempDir(), "--events", events, "--", "sh", "-c", "sleep 3; exit 5"], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
     const stderr = new Response(p.stderr).text();
     const deadline = Date.now() + 60_000;
     while (!(existsSync(events) && readFileSync(events, "utf8").includes('"event":"start"')) && Date.now() < deadline) await Bun.sleep(50);

@@ -195,7 +195,10 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
       base = `http://127.0.0.1:${server.port}`;
       pages.set("/report.html", html);
       // Control A: the CSP removed and an image from this server added.
-      pages.set("/no-csp.html", html.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, "").replace("</header>", `<img ${attr}="${base}/pixel-a.png" alt=""></header>`));
+      pages.set(
+        "/no-csp.html",
+        html.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, "").replace("</header>", `<img ${attr}="${base}/pixel-a.png" alt=""></header>`),
+      );
       // Control B: the page as written (CSP in place) with the same kind of image added.
       pages.set("/with-csp.html", html.replace("</header>", `<img ${attr}="${base}/pixel-b.png" alt=""></header>`));
     });
@@ -232,7 +235,6 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
       expect(d.stdout).toMatch(/data-csp-violations="[1-9]/);
       expect(seen("/pixel-b.png")).toBe(0);
     });
-
   });
 
   test("search, click-to-zoom, zoom out, view switch and table sort work", async () => {

@@ -9,11 +9,14 @@ setDefaultTimeout(180_000);
 describe("oomprof run passes the child through untouched", () => {
   test("argv, env, cwd, stdin and exit code", async () => {
     const cwd = tempDir();
-    const r = await runOomprof(["run", "--quiet", "--out", cwd, "--", "sh", "-c", 'echo "args=$1|$2 env=$MYVAR cwd=$(pwd)"; read line; echo "stdin=$line"; exit 3', "sh", "a b", "c"], {
-      cwd,
-      env: { MYVAR: "hello" },
-      stdin: "from-stdin\n",
-    });
+    const r = await runOomprof(
+      ["run", "--quiet", "--out", cwd, "--", "sh", "-c", 'echo "args=$1|$2 env=$MYVAR cwd=$(pwd)"; read line; echo "stdin=$line"; exit 3', "sh", "a b", "c"],
+      {
+        cwd,
+        env: { MYVAR: "hello" },
+        stdin: "from-stdin\n",
+      },
+    );
     expect(r.status).toBe(3);
     expect(r.stdout).toContain(`args=a b|c env=hello cwd=${cwd}`);
     expect(r.stdout).toContain("stdin=from-stdin");

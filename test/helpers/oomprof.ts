@@ -18,7 +18,10 @@ export interface OomprofResult {
 }
 
 /** Runs oomprof to completion; with `--events -` the stdout lines are parsed and schema-checked. */
-export async function runOomprof(args: string[], opts: { env?: Record<string, string>; cwd?: string; stdin?: string; timeoutMs?: number } = {}): Promise<OomprofResult> {
+export async function runOomprof(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; stdin?: string; timeoutMs?: number } = {},
+): Promise<OomprofResult> {
   const p = Bun.spawn([...oomprofArgv(), ...args], {
     stdout: "pipe",
     stderr: "pipe",
@@ -29,7 +32,12 @@ export async function runOomprof(args: string[], opts: { env?: Record<string, st
   const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
   const [stdout, stderr, status] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   clearTimeout(timer);
-  const events = args.includes("-") ? stdout.split("\n").filter((l) => l.trim()).map((l) => OomprofEvent.parse(JSON.parse(l))) : [];
+  const events = args.includes("-")
+    ? stdout
+        .split("\n")
+        .filter((l) => l.trim())
+        .map((l) => OomprofEvent.parse(JSON.parse(l)))
+    : [];
   return { status, stdout, stderr, events };
 }
 

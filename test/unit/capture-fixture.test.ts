@@ -70,7 +70,14 @@ describe("capture assembly from a recorded stream", () => {
     const back = Profile.decode(gunzipSync(encodeProfileGz(p)));
     const st = back.stringTable.strings;
     expect(back.sampleType.map((t) => st[Number(t.type)])).toEqual([
-      "inuse_objects", "inuse_space", "gc_live_objects", "gc_live_space", "since_gc_objects", "since_gc_space", "alloc_objects", "alloc_space",
+      "inuse_objects",
+      "inuse_space",
+      "gc_live_objects",
+      "gc_live_space",
+      "since_gc_objects",
+      "since_gc_space",
+      "alloc_objects",
+      "alloc_space",
     ]);
     expect(st[Number(back.defaultSampleType)]).toBe("inuse_space");
     expect(Number(back.period)).toBe(524288);

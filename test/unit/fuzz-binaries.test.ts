@@ -48,7 +48,6 @@ func main() {
 const DEADLINE_MS = 20_000;
 const BIT_FLIP_CASES = 2000;
 
-
 interface Target {
   name: string;
   bytes: Uint8Array;
@@ -174,60 +173,55 @@ describe.skipIf(!goCommand())("fuzzed Go binaries", () => {
     targets.push(describeTarget("pie-stripped-hidden-pclntab", hidePclntabSection(pie), random));
   }, 300_000);
 
-  test(
-    "truncated and bit-flipped copies fail only with BadBinaryError",
-    () => {
-      const deadline = performance.now() + DEADLINE_MS;
-      const failures: string[] = [];
-      let truncations = 0;
-      let flips = 0;
+  test("truncated and bit-flipped copies fail only with BadBinaryError", () => {
+    const deadline = performance.now() + DEADLINE_MS;
+    const failures: string[] = [];
+    let truncations = 0;
+    let flips = 0;
 
-      for (const target of targets) {
-        const n = target.bytes.length;
-        // Every length up to a bit past the ELF header, a spread over the file,
-        // and the edges of the interesting ranges.
-        const lengths = new Set<number>();
-        for (let len = 0; len <= 80; len++) lengths.add(len);
-        for (let k = 1; k < 120; k++) lengths.add(Math.floor((n * k) / 120));
-        for (const r of target.hotRanges) for (const d of [-9, -1, 0, 1, 7, 64, 4096]) lengths.add(Math.max(0, Math.min(n - 1, r.start + d)));
-        for (const r of target.hotRanges) for (const d of [-8, -1, 1]) lengths.add(Math.max(0, Math.min(n - 1, r.end + d)));
-        for (const len of [...lengths].sort((a, b) => a - b)) {
-          if (performance.now() > deadline) break;
-          const failure = exercise(`${target.name} truncated to ${len}`, target.bytes.subarray(0, len), target.pcs);
-          if (failure) failures.push(failure);
-          truncations++;
-        }
-      }
-
-      for (let i = 0; i < BIT_FLIP_CASES && performance.now() < deadline; i++) {
-        const target = targets[i % targets.length]!;
-        const copy = new Uint8Array(target.bytes);
-        const bitsToFlip = 1 + Math.floor(random() * 4);
-        const flipped: string[] = [];
-        for (let b = 0; b < bitsToFlip; b++) {
-          // Mostly inside the structures the readers parse; sometimes anywhere.
-          const range =
-            random() < 0.85 ? target.hotRanges[Math.floor(random() * target.hotRanges.length)]! : { what: "anywhere", start: 0, end: copy.length };
-          const at = range.start + Math.floor(random() * Math.max(1, range.end - range.start));
-          if (at >= copy.length) continue;
-          const bit = Math.floor(random() * 8);
-          copy[at]! ^= 1 << bit;
-          flipped.push(`${range.what}@0x${at.toString(16)}.${bit}`);
-        }
-        const failure = exercise(`${target.name} flip#${i} [${flipped.join(", ")}]`, copy, target.pcs);
+    for (const target of targets) {
+      const n = target.bytes.length;
+      // Every length up to a bit past the ELF header, a spread over the file,
+      // and the edges of the interesting ranges.
+      const lengths = new Set<number>();
+      for (let len = 0; len <= 80; len++) lengths.add(len);
+      for (let k = 1; k < 120; k++) lengths.add(Math.floor((n * k) / 120));
+      for (const r of target.hotRanges) for (const d of [-9, -1, 0, 1, 7, 64, 4096]) lengths.add(Math.max(0, Math.min(n - 1, r.start + d)));
+      for (const r of target.hotRanges) for (const d of [-8, -1, 1]) lengths.add(Math.max(0, Math.min(n - 1, r.end + d)));
+      for (const len of [...lengths].sort((a, b) => a - b)) {
+        if (performance.now() > deadline) break;
+        const failure = exercise(`${target.name} truncated to ${len}`, target.bytes.subarray(0, len), target.pcs);
         if (failure) failures.push(failure);
-        flips++;
+        truncations++;
       }
+    }
 
-      console.log(
-        `fuzz: ${truncations} truncated and ${flips} bit-flipped copies of ${targets.length} binaries; ` +
-          `${reached.elf} parsed as ELF, ${reached.symbolizer} gave a symbolizer, ${reached.frames} PCs symbolized`,
-      );
-      expect(failures.slice(0, 5)).toEqual([]);
-      expect(reached.symbolizer).toBeGreaterThan(flips / 4);
-      // The deadline is a safety net, not the normal way out.
-      expect(flips).toBeGreaterThanOrEqual(Math.min(BIT_FLIP_CASES, 100));
-    },
-    120_000,
-  );
+    for (let i = 0; i < BIT_FLIP_CASES && performance.now() < deadline; i++) {
+      const target = targets[i % targets.length]!;
+      const copy = new Uint8Array(target.bytes);
+      const bitsToFlip = 1 + Math.floor(random() * 4);
+      const flipped: string[] = [];
+      for (let b = 0; b < bitsToFlip; b++) {
+        // Mostly inside the structures the readers parse; sometimes anywhere.
+        const range = random() < 0.85 ? target.hotRanges[Math.floor(random() * target.hotRanges.length)]! : { what: "anywhere", start: 0, end: copy.length };
+        const at = range.start + Math.floor(random() * Math.max(1, range.end - range.start));
+        if (at >= copy.length) continue;
+        const bit = Math.floor(random() * 8);
+        copy[at]! ^= 1 << bit;
+        flipped.push(`${range.what}@0x${at.toString(16)}.${bit}`);
+      }
+      const failure = exercise(`${target.name} flip#${i} [${flipped.join(", ")}]`, copy, target.pcs);
+      if (failure) failures.push(failure);
+      flips++;
+    }
+
+    console.log(
+      `fuzz: ${truncations} truncated and ${flips} bit-flipped copies of ${targets.length} binaries; ` +
+        `${reached.elf} parsed as ELF, ${reached.symbolizer} gave a symbolizer, ${reached.frames} PCs symbolized`,
+    );
+    expect(failures.slice(0, 5)).toEqual([]);
+    expect(reached.symbolizer).toBeGreaterThan(flips / 4);
+    // The deadline is a safety net, not the normal way out.
+    expect(flips).toBeGreaterThanOrEqual(Math.min(BIT_FLIP_CASES, 100));
+  }, 120_000);
 });

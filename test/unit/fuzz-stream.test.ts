@@ -7,7 +7,9 @@ import { prng } from "../helpers/prng.ts";
 
 // Mutated copies of a real stream: the parsers may reject a line, but only with a plain
 // Error, and the assembler must never crash or loop on whatever gets through.
-const lines = readFileSync(new URL("../fixtures/leaker-go1.19-bpftrace0.17.ndjson", import.meta.url), "utf8").trim().split("\n");
+const lines = readFileSync(new URL("../fixtures/leaker-go1.19-bpftrace0.17.ndjson", import.meta.url), "utf8")
+  .trim()
+  .split("\n");
 
 function mutate(line: string, r: () => number): string {
   const chars = [...line];
@@ -17,7 +19,7 @@ function mutate(line: string, r: () => number): string {
     const op = r();
     if (op < 0.3) chars.splice(at, 1);
     else if (op < 0.6) chars.splice(at, 0, String.fromCharCode(Math.floor(r() * 128)));
-    else if (op < 0.8) chars[at] = " 0123456789abcdefxX-\"\\{}".charAt(Math.floor(r() * 25));
+    else if (op < 0.8) chars[at] = ' 0123456789abcdefxX-"\\{}'.charAt(Math.floor(r() * 25));
     else chars.splice(at, Math.floor(r() * 20));
   }
   return chars.join("");

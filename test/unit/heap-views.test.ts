@@ -39,7 +39,12 @@ describe("views", () => {
     expect(v[VIEW_INDEX.alloc_space]).toBe(17408);
   });
   test("before any GC, gc_live is everything, as runtime.MemProfile reports it", () => {
-    const fresh = bucket([[0, 0, 0, 0], [1, 0, 1024, 0], [0, 0, 0, 0], [2, 0, 2048, 0]]);
+    const fresh = bucket([
+      [0, 0, 0, 0],
+      [1, 0, 1024, 0],
+      [0, 0, 0, 0],
+      [2, 0, 2048, 0],
+    ]);
     const [s] = heapSamples([fresh], 1, 0);
     expect(s!.values[VIEW_INDEX.gc_live_space]).toBe(3072);
     expect(s!.values[VIEW_INDEX.since_gc_space]).toBe(0);

@@ -36,7 +36,16 @@ describe("the option table", () => {
   });
 
   test("each command lists its flags in table order, with its own help lines", () => {
-    expect(optionsFor("run").map((o) => o.flag)).toEqual(["--limit <size>", "--out <dir>", "--events <path>", "--upload <url>", "--rate <size>", "--quiet", "--verbose", "--log-format <fmt>"]);
+    expect(optionsFor("run").map((o) => o.flag)).toEqual([
+      "--limit <size>",
+      "--out <dir>",
+      "--events <path>",
+      "--upload <url>",
+      "--rate <size>",
+      "--quiet",
+      "--verbose",
+      "--log-format <fmt>",
+    ]);
     expect(optionsFor("watch").map((o) => o.key)).toEqual(["out", "events", "upload", "quiet", "verbose", "logFormat", "holdNewBinaries"]);
     expect(optionsFor("snapshot").map((o) => o.key)).toEqual(["out", "events"]);
     expect(optionsFor("report").map((o) => o.flag)).toEqual(["-o, --output <file>"]);
@@ -52,7 +61,21 @@ describe("the option table", () => {
 
 describe("every command's flags parse from the table", () => {
   test("run", () => {
-    const { opts } = cacParse("run", "run", ["--limit", "256M", "--out", "/o", "--events=-", "--upload", "http://h:4040", "--rate", "1K", "--quiet", "--", "./app", "-x"]);
+    const { opts } = cacParse("run", "run", [
+      "--limit",
+      "256M",
+      "--out",
+      "/o",
+      "--events=-",
+      "--upload",
+      "http://h:4040",
+      "--rate",
+      "1K",
+      "--quiet",
+      "--",
+      "./app",
+      "-x",
+    ]);
     expect(opts["--"]).toEqual(["./app", "-x"]);
     const f = parseFlags("run", opts);
     expect(f).toMatchObject({ limit: 256 << 20, out: "/o", events: "-", rate: 1024, quiet: true });
@@ -98,7 +121,11 @@ describe("every command's flags parse from the table", () => {
 
   test("log flags: defaults, and a repeated --verbose still counts", () => {
     expect(flagsOf(LogFlags, {})).toEqual({ quiet: false, verbose: false, logFormat: "text" });
-    expect(flagsOf(LogFlags, cacParse("watch", "watch", ["--verbose", "--verbose", "--log-format", "json"]).opts)).toEqual({ quiet: false, verbose: true, logFormat: "json" });
+    expect(flagsOf(LogFlags, cacParse("watch", "watch", ["--verbose", "--verbose", "--log-format", "json"]).opts)).toEqual({
+      quiet: false,
+      verbose: true,
+      logFormat: "json",
+    });
   });
 });
 
@@ -158,7 +185,17 @@ describe("config", () => {
       OOMPROF_RECORD_STREAM: "/tmp/stream.ndjson",
       NO_COLOR: "1",
     });
-    expect(c).toEqual({ out: "/var/tmp/oom", bpftrace: "/opt/bpftrace", debug: true, pageOut: false, pruneAfterMs: 1500, pruneCheckMs: 300, recordStream: "/tmp/stream.ndjson", noColor: true, warnings: [] });
+    expect(c).toEqual({
+      out: "/var/tmp/oom",
+      bpftrace: "/opt/bpftrace",
+      debug: true,
+      pageOut: false,
+      pruneAfterMs: 1500,
+      pruneCheckMs: 300,
+      recordStream: "/tmp/stream.ndjson",
+      noColor: true,
+      warnings: [],
+    });
   });
 
   test("empty means unset", () => {
@@ -187,8 +224,14 @@ describe("config", () => {
   });
 
   test("the real CLI says what it ignored, then carries on", () => {
-    const r = Bun.spawnSync([process.execPath, MAIN, "report", "/nonexistent/x.pb.gz"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, OOMPROF_PRUNE_CHECK_MS: "soon" } });
+    const r = Bun.spawnSync([process.execPath, MAIN, "report", "/nonexistent/x.pb.gz"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, OOMPROF_PRUNE_CHECK_MS: "soon" },
+    });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.toString()).toBe('oomprof: warning: ignoring OOMPROF_PRUNE_CHECK_MS="soon": not a number\noomprof: /nonexistent/x.pb.gz: no such file or directory\n');
+    expect(r.stderr.toString()).toBe(
+      'oomprof: warning: ignoring OOMPROF_PRUNE_CHECK_MS="soon": not a number\noomprof: /nonexistent/x.pb.gz: no such file or directory\n',
+    );
   });
 });

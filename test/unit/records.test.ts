@@ -18,7 +18,15 @@ describe("bpftrace JSON envelope", () => {
 describe("walk records", () => {
   test("victim record keeps a comm with spaces", () => {
     expect(parseRecord("V 10 11 100 200 3 0 -999 my app\n")).toEqual({
-      tag: "V", pid: 10, triggerPid: 11, totalVmKb: 100, anonRssKb: 200, fileRssKb: 3, shmemRssKb: 0, oomScoreAdj: -999, comm: "my app",
+      tag: "V",
+      pid: 10,
+      triggerPid: 11,
+      totalVmKb: 100,
+      anonRssKb: 200,
+      fileRssKb: 3,
+      shmemRssKb: 0,
+      oomScoreAdj: -999,
+      comm: "my app",
     });
   });
   test("counter record", () => {
@@ -29,7 +37,11 @@ describe("walk records", () => {
   });
   test("stack record", () => {
     expect(parseRecord("S 42 7f00aa 8 4b032f 4b0745 4365f2 4602a1 5a 0 438000 0")).toEqual({
-      tag: "S", pid: 42, bucket: 0x7f00aa, index: 8, pcs: [0x4b032f, 0x4b0745, 0x4365f2, 0x4602a1, 0x5a, 0, 0x438000, 0],
+      tag: "S",
+      pid: 42,
+      bucket: 0x7f00aa,
+      index: 8,
+      pcs: [0x4b032f, 0x4b0745, 0x4365f2, 0x4602a1, 0x5a, 0, 0x438000, 0],
     });
   });
   test.each([

@@ -23,7 +23,15 @@ const work = mkdtempSync(join(tmpdir(), "oomprof-layout-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const Field = z.object({ offset: z.number().int(), size: z.number().int() });
-const Offsets = z.object({ goVersion: z.string(), goarch: z.string(), schedGFreeN: Field, schedGFreeN2: Field.optional(), schedNgsys: Field, pGFreeN: Field, allpLenOffset: z.number().int() });
+const Offsets = z.object({
+  goVersion: z.string(),
+  goarch: z.string(),
+  schedGFreeN: Field,
+  schedGFreeN2: Field.optional(),
+  schedNgsys: Field,
+  pGFreeN: Field,
+  allpLenOffset: z.number().int(),
+});
 
 function build(go: string, dir: string, out: string, env: Record<string, string> = {}): void {
   const r = Bun.spawnSync([go, "build", "-o", out, "."], {

@@ -213,7 +213,7 @@ describe("damaged binaries give BadBinaryError", () => {
     }
     // Deterministic garbage over the functions the patterns read: each run must end in a result or a BadBinaryError.
     let seed = 12345;
-    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const ranges = ["runtime.mProf_FlushLocked", "runtime.schedinit", "runtime.init", "runtime.allocmcache", "runtime.mProf_Flush", "runtime.stkbucket"]
       .map((n) => symbolizer.functionRange(n))
       .filter((r) => r !== undefined);

@@ -274,105 +274,93 @@ for (const go of goList) {
     };
 
     for (const variant of VARIANTS) {
-      test(
-        `${variant.name} build`,
-        async () => {
-          prepare();
-          const binary = join(dir, `prog-${variant.name}`);
-          await goBuild(go, dir, binary, variant.flags);
-          const output = await runProgram(binary);
-          const elf = await ElfFile.open(binary);
-          const sym = GoSymbolizer.fromElf(elf);
-          expect(sym.functionCount).toBeGreaterThan(100);
-          const bias = loadBias(elf, hex(output.base));
-          if (variant.flags.includes("-buildmode=pie")) expect(elf.isPie).toBe(true);
-          const expansions = checkAgainstRuntime(sym, output, bias);
+      test(`${variant.name} build`, async () => {
+        prepare();
+        const binary = join(dir, `prog-${variant.name}`);
+        await goBuild(go, dir, binary, variant.flags);
+        const output = await runProgram(binary);
+        const elf = await ElfFile.open(binary);
+        const sym = GoSymbolizer.fromElf(elf);
+        expect(sym.functionCount).toBeGreaterThan(100);
+        const bias = loadBias(elf, hex(output.base));
+        if (variant.flags.includes("-buildmode=pie")) expect(elf.isPie).toBe(true);
+        const expansions = checkAgainstRuntime(sym, output, bias);
 
-          // The program was written to exercise inlining: make sure it did.
-          const names = expansions.map((e) => e.map((f) => f.function).join(" < "));
-          expect(names).toContain("main.smallHelper < main.wrapHelper < main.notInlined");
-          expect(names).toContain("main.smallHelper < main.(*box[...]).capture");
-          expect(names.some((n) => n.startsWith("main.wrapHelper < main.main.func1"))).toBe(true);
-          const minor = Number(/^go1\.(\d+)/.exec(version!)?.[1] ?? 0);
-          if (minor >= 20) {
-            // Go 1.20+ records the line of the `func` keyword.
-            const helper = expansions.flat().find((f) => f.function === "main.smallHelper");
-            expect(helper?.startLine).toBe(GO_PROGRAM.split("\n").findIndex((l) => l.startsWith("func smallHelper")) + 1);
-          }
+        // The program was written to exercise inlining: make sure it did.
+        const names = expansions.map((e) => e.map((f) => f.function).join(" < "));
+        expect(names).toContain("main.smallHelper < main.wrapHelper < main.notInlined");
+        expect(names).toContain("main.smallHelper < main.(*box[...]).capture");
+        expect(names.some((n) => n.startsWith("main.wrapHelper < main.main.func1"))).toBe(true);
+        const minor = Number(/^go1\.(\d+)/.exec(version!)?.[1] ?? 0);
+        if (minor >= 20) {
+          // Go 1.20+ records the line of the `func` keyword.
+          const helper = expansions.flat().find((f) => f.function === "main.smallHelper");
+          expect(helper?.startLine).toBe(GO_PROGRAM.split("\n").findIndex((l) => l.startsWith("func smallHelper")) + 1);
+        }
 
-          // Same answers when the .gopclntab section cannot be found by name
-          // (symbol look-up in unstripped builds, magic scan in stripped ones).
-          const hidden = GoSymbolizer.fromElf(new ElfFile(binary, withoutPclntabSection(elf.data)));
-          checkAgainstRuntime(hidden, output, bias);
+        // Same answers when the .gopclntab section cannot be found by name
+        // (symbol look-up in unstripped builds, magic scan in stripped ones).
+        const hidden = GoSymbolizer.fromElf(new ElfFile(binary, withoutPclntabSection(elf.data)));
+        checkAgainstRuntime(hidden, output, bias);
 
-          // Outside every function: nothing.
-          expect(sym.frames(0n)).toEqual([]);
-          expect(sym.frames(0xffff_ffff_ffffn)).toEqual([]);
-        },
-        300_000,
-      );
+        // Outside every function: nothing.
+        expect(sym.frames(0n)).toEqual([]);
+        expect(sym.frames(0xffff_ffff_ffffn)).toEqual([]);
+      }, 300_000);
     }
 
-    test(
-      "agrees with debug/gosym on the toolchain's own compile binary",
-      async () => {
-        const checkerDir = join(dir, "gosym-checker");
-        mkdirSync(checkerDir, { recursive: true });
-        writeFileSync(join(checkerDir, "main.go"), GOSYM_CHECKER);
-        writeFileSync(join(checkerDir, "go.mod"), "module example.com/gosymchecker\n\ngo 1.18\n");
-        const checker = join(checkerDir, "checker");
-        await goBuild(go, checkerDir, checker, []);
-        const toolDir = Bun.spawnSync([go, "env", "GOTOOLDIR"], { env: goEnv() }).stdout.toString().trim();
-        // A toolchain run inside the Debian 13 root reports paths inside that root.
-        const inRoot = join(process.env.OOMPROF_TRIXIE_ROOT ?? "/var/cache/oomprof/trixie", toolDir, "compile");
-        const compile = existsSync(join(toolDir, "compile")) ? join(toolDir, "compile") : inRoot;
-        const proc = Bun.spawn([checker, compile], { stdout: "pipe", stderr: "pipe" });
-        const [code, tsv, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-        expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    test("agrees with debug/gosym on the toolchain's own compile binary", async () => {
+      const checkerDir = join(dir, "gosym-checker");
+      mkdirSync(checkerDir, { recursive: true });
+      writeFileSync(join(checkerDir, "main.go"), GOSYM_CHECKER);
+      writeFileSync(join(checkerDir, "go.mod"), "module example.com/gosymchecker\n\ngo 1.18\n");
+      const checker = join(checkerDir, "checker");
+      await goBuild(go, checkerDir, checker, []);
+      const toolDir = Bun.spawnSync([go, "env", "GOTOOLDIR"], { env: goEnv() }).stdout.toString().trim();
+      // A toolchain run inside the Debian 13 root reports paths inside that root.
+      const inRoot = join(process.env.OOMPROF_TRIXIE_ROOT ?? "/var/cache/oomprof/trixie", toolDir, "compile");
+      const compile = existsSync(join(toolDir, "compile")) ? join(toolDir, "compile") : inRoot;
+      const proc = Bun.spawn([checker, compile], { stdout: "pipe", stderr: "pipe" });
+      const [code, tsv, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
 
-        const sym = GoSymbolizer.fromElf(await ElfFile.open(compile));
-        const mismatches: string[] = [];
-        let inlined = 0;
-        const rows = tsv.trim().split("\n");
-        for (const row of rows) {
-          const [pc, name, file, line] = row.split("\t") as [string, string, string, string];
-          const frames = sym.frames(hex(pc));
-          if (frames.length > 1) inlined++;
-          // gosym says "" and -1 where the runtime (and we) say "?" and 0: padding after a function's code.
-          const want = { function: funcNameForPrint(name), file: file || "?", line: Math.max(0, Number(line)) };
-          const got = { function: frames.at(-1)?.function, file: frames[0]?.file, line: frames[0]?.line };
-          // The runtime gives the function at name offset 0 (the first in the table) no name.
-          if (got.function === "" && frames.length === 1) got.function = want.function;
-          if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${pc}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-        }
-        expect(rows.length).toBeGreaterThan(4000);
-        expect(inlined).toBeGreaterThan(100);
-        expect(mismatches.slice(0, 5)).toEqual([]);
-      },
-      300_000,
-    );
+      const sym = GoSymbolizer.fromElf(await ElfFile.open(compile));
+      const mismatches: string[] = [];
+      let inlined = 0;
+      const rows = tsv.trim().split("\n");
+      for (const row of rows) {
+        const [pc, name, file, line] = row.split("\t") as [string, string, string, string];
+        const frames = sym.frames(hex(pc));
+        if (frames.length > 1) inlined++;
+        // gosym says "" and -1 where the runtime (and we) say "?" and 0: padding after a function's code.
+        const want = { function: funcNameForPrint(name), file: file || "?", line: Math.max(0, Number(line)) };
+        const got = { function: frames.at(-1)?.function, file: frames[0]?.file, line: frames[0]?.line };
+        // The runtime gives the function at name offset 0 (the first in the table) no name.
+        if (got.function === "" && frames.length === 1) got.function = want.function;
+        if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${pc}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+      }
+      expect(rows.length).toBeGreaterThan(4000);
+      expect(inlined).toBeGreaterThan(100);
+      expect(mismatches.slice(0, 5)).toEqual([]);
+    }, 300_000);
 
-    test(
-      "arm64 cross build: physical function names at each function entry",
-      async () => {
-        prepare();
-        const binary = join(dir, "prog-arm64");
-        await goBuild(go, dir, binary, [], { GOARCH: "arm64", GOOS: "linux", CGO_ENABLED: "0" });
-        const elf = await ElfFile.open(binary);
-        expect(elf.arch).toBe("arm64");
-        const sym = GoSymbolizer.fromElf(elf);
-        let checked = 0;
-        for (const s of elf.symbols().values()) {
-          // STT_FUNC symbols of package main; their entry PCs have no inlining.
-          if (s.type !== 2 || !s.name.startsWith("main.") || s.name.endsWith(".abi0")) continue;
-          const frames = sym.frames(s.value);
-          expect(frames.at(-1)?.function).toBe(s.name.replace(/\[.*\]/, "[...]"));
-          expect(frames.at(-1)?.file.endsWith("/main.go")).toBe(true);
-          checked++;
-        }
-        expect(checked).toBeGreaterThanOrEqual(5);
-      },
-      300_000,
-    );
+    test("arm64 cross build: physical function names at each function entry", async () => {
+      prepare();
+      const binary = join(dir, "prog-arm64");
+      await goBuild(go, dir, binary, [], { GOARCH: "arm64", GOOS: "linux", CGO_ENABLED: "0" });
+      const elf = await ElfFile.open(binary);
+      expect(elf.arch).toBe("arm64");
+      const sym = GoSymbolizer.fromElf(elf);
+      let checked = 0;
+      for (const s of elf.symbols().values()) {
+        // STT_FUNC symbols of package main; their entry PCs have no inlining.
+        if (s.type !== 2 || !s.name.startsWith("main.") || s.name.endsWith(".abi0")) continue;
+        const frames = sym.frames(s.value);
+        expect(frames.at(-1)?.function).toBe(s.name.replace(/\[.*\]/, "[...]"));
+        expect(frames.at(-1)?.file.endsWith("/main.go")).toBe(true);
+        checked++;
+      }
+      expect(checked).toBeGreaterThanOrEqual(5);
+    }, 300_000);
   });
 }

@@ -2,14 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { Function as PFunction, Line, Location, Profile, Sample, StringTable, ValueType } from "pprof-format";
 import { UserError } from "../../src/errors.ts";
-import {
-  PARCA_WRITE_RAW_PATH,
-  parseUploadUrl,
-  pyroscopeName,
-  redactUrl,
-  uploadProfile,
-  type UploadMeta,
-} from "../../src/output/upload/index.ts";
+import { PARCA_WRITE_RAW_PATH, parseUploadUrl, pyroscopeName, redactUrl, uploadProfile, type UploadMeta } from "../../src/output/upload/index.ts";
 
 /** A two-frame heap profile, gzipped as oomprof writes it. */
 function smallProfileGz(): Uint8Array<ArrayBuffer> {
@@ -324,9 +317,7 @@ describe("uploadProfile to Parca (gRPC-Web)", () => {
     let calls = 0;
     const flaky = serve(() => {
       calls++;
-      return calls === 1
-        ? new Response(null, { headers: { "grpc-status": "14", "grpc-message": "ingester%20not%20ready" } })
-        : new Response(grpcWebTrailer(0));
+      return calls === 1 ? new Response(null, { headers: { "grpc-status": "14", "grpc-message": "ingester%20not%20ready" } }) : new Response(grpcWebTrailer(0));
     });
     const ok = await uploadProfile(parseUploadUrl(`parca+http://127.0.0.1:${flaky.port}`), smallProfileGz(), meta, fast);
     expect(ok).toEqual({ ok: true, attempts: 2, status: 200 });

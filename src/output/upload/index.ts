@@ -21,14 +21,6 @@ export { parseUploadUrl, redactUrl, type UploadTarget } from "./url.ts";
  * Uploads a gzipped pprof profile. Never throws: a failure is `ok: false` with the error
  * text of the last attempt, so the caller keeps the profile on disk and reports it.
  */
-export async function uploadProfile(
-  target: UploadTarget,
-  profileGz: Uint8Array,
-  meta: UploadMeta,
-  opts: UploadOptions = {},
-): Promise<UploadResult> {
-  return postWithRetries(
-    () => (target.kind === "parca" ? parcaRequest(target, profileGz, meta) : pyroscopeRequest(target, profileGz, meta)),
-    opts,
-  );
+export async function uploadProfile(target: UploadTarget, profileGz: Uint8Array, meta: UploadMeta, opts: UploadOptions = {}): Promise<UploadResult> {
+  return postWithRetries(() => (target.kind === "parca" ? parcaRequest(target, profileGz, meta) : pyroscopeRequest(target, profileGz, meta)), opts);
 }

@@ -16,11 +16,7 @@ export const PARCA_WRITE_RAW_PATH = "/parca.profilestore.v1alpha1.ProfileStoreSe
 
 export function parcaRequest(target: UploadTarget, profileGz: Uint8Array, meta: UploadMeta): PreparedRequest {
   const { base, headers } = splitCredentials(target.url);
-  const labels: Array<[string, string]> = [
-    ["__name__", "memory"],
-    ["service_name", appNameOf(meta)],
-    ...uploadLabels(meta),
-  ];
+  const labels: Array<[string, string]> = [["__name__", "memory"], ["service_name", appNameOf(meta)], ...uploadLabels(meta)];
   const message = encodeWriteRawRequest(labels, profileGz);
   const frame = new Uint8Array(5 + message.length);
   frame[0] = 0; // uncompressed data frame

@@ -31,8 +31,7 @@ const SCHEMES: Record<string, { kind: UploadTarget["kind"]; protocol: "http:" | 
 /** Parses `--upload URL` (convention above). Throws a one-line UserError for a bad one. */
 export function parseUploadUrl(raw: string): UploadTarget {
   const text = raw.trim();
-  const bad = (why: string) =>
-    new UserError(`--upload ${JSON.stringify(redactUrl(text))}: ${why}`, 2);
+  const bad = (why: string) => new UserError(`--upload ${JSON.stringify(redactUrl(text))}: ${why}`, 2);
   if (!text) throw new UserError("--upload needs a URL, e.g. http://pyroscope:4040 or parca+http://parca:7070", 2);
   const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
   if (!m) throw bad("not a URL: expected http://, https://, pyroscope+http(s):// or parca+http(s)://");
