@@ -61,7 +61,7 @@ export interface GoTarget {
   memProfilingDisabled: boolean;
   /** How a uprobe names runtime.throw: the symbol, or its address when stripped. */
   throwSymbol?: string;
-  /** Where to count goroutines at death (known releases with a symbol table only). */
+  /** Where to count goroutines at death (known releases; stripped binaries through their code). */
   goroutines?: GoroutineLayout;
   /**
    * Reads the binary again, for symbolization: through a descriptor held since discovery,

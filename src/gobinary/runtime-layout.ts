@@ -1,5 +1,7 @@
+import { BadBinaryError } from "../errors.ts";
 import { goMinorVersion } from "./buildinfo.ts";
 import type { ElfFile } from "./elf.ts";
+import { findGoroutineVarsWithoutSymbols } from "./stripped-vars.ts";
 
 /**
  * Where a Go binary keeps what runtime.gcount() reads, so the probes can count
@@ -9,7 +11,8 @@ import type { ElfFile } from "./elf.ts";
  *
  * (from Go 1.25 the free list's count is split in two: gFree.stack.size + gFree.noStack.size)
  *
- * The variables come from the symbol table; the field offsets inside runtime.schedt
+ * The variables come from the symbol table, or without one (stripped binaries) from
+ * the runtime's code (stripped-vars.ts); the field offsets inside runtime.schedt
  * and runtime.p change between releases, so they come from this table. Each row was
  * read from the DWARF of real builds (test/go/runtime-offsets, checked again by
  * test/unit/runtime-layout.test.ts) and is the same on amd64 and arm64. The formula
@@ -49,15 +52,25 @@ const FIELD_OFFSETS: Record<number, Pick<GoroutineLayout, "schedGFreeN" | "sched
 /** Go releases whose layout is known, for messages. */
 export const GOROUTINE_LAYOUT_RELEASES = Object.keys(FIELD_OFFSETS).map((m) => `go1.${m}`);
 
-/** The layout for this binary, or undefined (unlisted release, or no symbol table). */
+/**
+ * The layout for this binary, or undefined: an unlisted release, or a binary without a
+ * symbol table whose code does not show the variables unambiguously (arm64 among them).
+ * The count is an extra: a binary is never refused for want of it.
+ */
 export function goroutineLayout(elf: ElfFile, goVersion: string): GoroutineLayout | undefined {
   const minor = goMinorVersion(goVersion);
   const fields = minor === undefined ? undefined : FIELD_OFFSETS[minor];
+  if (!fields) return undefined;
   const allglen = elf.symbol("runtime.allglen")?.value;
   const allp = elf.symbol("runtime.allp")?.value;
   const sched = elf.symbol("runtime.sched")?.value;
-  if (!fields || allglen === undefined || allp === undefined || sched === undefined) return undefined;
-  return { allglen, allp, sched, ...fields };
+  if (allglen !== undefined && allp !== undefined && sched !== undefined) return { allglen, allp, sched, ...fields };
+  try {
+    return { ...findGoroutineVarsWithoutSymbols(elf, fields), ...fields };
+  } catch (e) {
+    if (e instanceof BadBinaryError) return undefined;
+    throw e;
+  }
 }
 
 /** What runtime.gcount() reads, however it was read (by the probes at death, or live). */

@@ -5,8 +5,9 @@ import { decodeX86, type Insn } from "./x86-decode.ts";
 
 /**
  * Finds the Go runtime variables oomprof reads (runtime.mbuckets,
- * runtime.MemProfileRate, runtime.mProfCycle, runtime.disableMemoryProfiling)
- * in a binary without a symbol table (`go build -ldflags=-s`).
+ * runtime.MemProfileRate, runtime.mProfCycle, runtime.disableMemoryProfiling;
+ * for the goroutine count runtime.allglen, runtime.allp, runtime.sched) in a
+ * binary without a symbol table (`go build -ldflags=-s`).
  *
  * The function table in .gopclntab survives stripping, so the runtime
  * functions that use these variables can still be found by name. Their machine
@@ -35,6 +36,29 @@ import { decodeX86, type Insn } from "./x86-decode.ts";
  *                   mProf_Malloc must load it too. Older releases (runtime.mProf
  *                   struct) have no such loop: the cycle is then left unknown.
  *
+ * What runtime.gcount() reads, for the goroutine count at death
+ * (findGoroutineVarsWithoutSymbols; proc.go, runtime2.go of Go 1.19 and 1.21-1.27):
+ *
+ *   allglen         forEachGRace (atomicAllG) loads two words, allglen and
+ *                   allgptr; allgadd compares allgptr (`&allgs[0] != allgptr`)
+ *                   and takes the address of allglen for its atomic store
+ *                   (`atomic.Storeuintptr(&allglen, ...)`): allglen is the one it
+ *                   takes the address of but never compares. It holds no pointer,
+ *                   so it must lie in .noptrbss (or .noptrdata).
+ *   allp            preemptall and gcMarkTinyAllocs (`for _, p := range allp`)
+ *                   load exactly two words, the slice's array and its length 8
+ *                   bytes on: allp is the first. timeSleepUntil and checkdead must
+ *                   load both too.
+ *   sched           the free-g count(s): gfput and gfpurge add to them as int32
+ *                   (`sched.gFree.n++`, from 1.25 gFree.stack.size and
+ *                   gFree.noStack.size), gfget decrements them; the three must
+ *                   name the same one (two from 1.25) address(es), which, less
+ *                   the release's offset of the count (runtime-layout.ts), give
+ *                   sched. newproc1 must then take the address of sched itself
+ *                   (`sched.goidgen.Add`, the first field in every release) and of
+ *                   sched.ngsys (`sched.ngsys.Add(1)`) at the release's offset, as
+ *                   gdestroy (goexit0 before 1.22) must of sched.ngsys.
+ *
  * Every candidate must lie in .noptrdata/.data/.bss/.noptrbss, and the
  * patterns that find a variable must agree; anything else is a BadBinaryError.
  * Builds without optimisation (-gcflags=all=-N -l) do not match the patterns
@@ -56,12 +80,48 @@ const MAX_FUNCTION_BYTES = 256 * 1024;
 /** How far after the movzx of disableMemoryProfiling the Go 1.19 initialisation may reach. */
 const INIT_WINDOW = 8;
 
+/** The variables runtime.gcount() reads (see GoroutineLayout in runtime-layout.ts). */
+export interface StrippedGoroutineVars {
+  allglen: bigint;
+  allp: bigint;
+  sched: bigint;
+}
+
+/** The release's offsets inside runtime.schedt that pin runtime.sched down (runtime-layout.ts). */
+export interface SchedOffsets {
+  /** sched.gFree.n; from Go 1.25 sched.gFree.stack.size. */
+  schedGFreeN: number;
+  /** Go 1.25+: sched.gFree.noStack.size. */
+  schedGFreeN2?: number;
+  schedNgsys: number;
+}
+
 export function findRuntimeVarsWithoutSymbols(elf: ElfFile): StrippedRuntimeVars {
+  return withFinder(elf, (f) => f.find());
+}
+
+/**
+ * runtime.allglen, runtime.allp and runtime.sched from the runtime's code; `offsets`
+ * are the binary's release's (runtime.sched is found through fields at those offsets).
+ */
+export function findGoroutineVarsWithoutSymbols(elf: ElfFile, offsets: SchedOffsets): StrippedGoroutineVars {
+  return withFinder(elf, (f) => f.findGoroutineVars(offsets));
+}
+
+/** One Finder per ElfFile: go-target.ts asks twice of a stripped binary, and the function index costs. */
+const finders = new WeakMap<ElfFile, Finder>();
+
+function withFinder<T>(elf: ElfFile, use: (f: Finder) => T): T {
   if (elf.arch !== "amd64") {
     throw new BadBinaryError(elf.path, "no symbol table, and finding Go runtime variables in arm64 stripped binaries is not supported");
   }
   try {
-    return new Finder(elf).find();
+    let finder = finders.get(elf);
+    if (!finder) {
+      finder = new Finder(elf);
+      finders.set(elf, finder);
+    }
+    return use(finder);
   } catch (e) {
     if (e instanceof BadBinaryError) throw e;
     // Every read is bounds-checked, so this is a bug; it was still caused by this binary.
@@ -223,6 +283,107 @@ class Finder {
     return { addr, shifted: true };
   }
 
+  findGoroutineVars(offsets: SchedOffsets): StrippedGoroutineVars {
+    const allglen = this.findAllglen();
+    const allp = this.findAllp();
+    const sched = this.findSched(offsets);
+    if (new Set([allglen, allp, sched]).size !== 3) throw this.fail("two runtime variables resolved to the same address");
+    return { allglen, allp, sched };
+  }
+
+  /** forEachGRace loads allglen and allgptr; allgadd compares allgptr and takes allglen's address. */
+  private findAllglen(): bigint {
+    const race = this.decode("runtime.forEachGRace");
+    const add = this.decode("runtime.allgadd");
+    if (!race?.complete || !add?.complete) throw this.fail("cannot find runtime.allglen (no runtime.forEachGRace or runtime.allgadd)");
+    const loads = this.targets(race, isLoad64);
+    if (loads.length !== 2) throw this.fail(`runtime.forEachGRace loads ${loads.length} words, expected two (runtime.allglen, runtime.allgptr)`);
+    const compared = new Set(this.targets(add, isCmp64));
+    const addressed = new Set(this.targets(add, isLea));
+    const allgptr = loads.filter((a) => compared.has(a));
+    const allglen = loads.filter((a) => !compared.has(a) && addressed.has(a));
+    if (allgptr.length !== 1 || allglen.length !== 1) {
+      throw this.fail("runtime.allgadd does not compare one of runtime.forEachGRace's words and take the address of the other");
+    }
+    const addr = allglen[0]!;
+    if (!this.isIn(addr, POINTER_FREE_SECTIONS)) {
+      throw this.fail(`the runtime.allglen candidate 0x${addr.toString(16)} is not in a pointer-free data section`);
+    }
+    return addr;
+  }
+
+  /** `for _, p := range allp` in preemptall and gcMarkTinyAllocs: the slice's array and length, nothing else. */
+  private findAllp(): bigint {
+    const votes: Array<[string, bigint]> = [];
+    for (const name of ["runtime.preemptall", "runtime.gcMarkTinyAllocs"]) {
+      const fn = this.decode(name);
+      if (!fn?.complete) continue;
+      const loads = this.targets(fn, isLoad64).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      if (loads.length !== 2 || loads[1]! - loads[0]! !== 8n) {
+        throw this.fail(`${name} does not load just a slice header's array and length (runtime.allp)`);
+      }
+      votes.push([name, loads[0]!]);
+    }
+    const allp = this.agree("runtime.allp", votes);
+    let confirmed = votes.length;
+    for (const name of ["runtime.timeSleepUntil", "runtime.checkdead"]) {
+      const fn = this.decode(name);
+      if (!fn?.complete) continue;
+      const loads = this.targets(fn, isLoad64);
+      if (!loads.includes(allp) || !loads.includes(allp + 8n)) {
+        throw this.fail(`${name} does not read the runtime.allp candidate 0x${allp.toString(16)}`);
+      }
+      confirmed++;
+    }
+    if (confirmed < 2) throw this.fail("runtime.allp: found by one runtime function only");
+    return allp;
+  }
+
+  /**
+   * The free-g counts, changed by gfput, gfget and gfpurge as int32s at the release's
+   * offsets in runtime.sched; then checked against sched.goidgen and sched.ngsys.
+   */
+  private findSched(offsets: SchedOffsets): bigint {
+    const counts = offsets.schedGFreeN2 === undefined ? 1 : 2;
+    const sets: Array<[string, bigint[]]> = [];
+    for (const [name, pick] of [
+      ["runtime.gfput", isAdd32ToMemory],
+      ["runtime.gfget", isDec32],
+      ["runtime.gfpurge", isAdd32ToMemory],
+    ] as const) {
+      const fn = this.decode(name);
+      if (!fn?.complete) continue;
+      const found = this.targets(fn, pick).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      if (found.length !== counts) throw this.fail(`${name} changes ${found.length} int32 variables, expected ${counts} (runtime.sched.gFree)`);
+      sets.push([name, found]);
+    }
+    const first = sets[0];
+    if (!first || sets.length < 2) throw this.fail("cannot find runtime.sched (fewer than two of runtime.gfput, gfget, gfpurge)");
+    for (const [name, found] of sets) {
+      if (found.join() !== first[1].join()) throw this.fail(`${first[0]} and ${name} disagree about runtime.sched.gFree`);
+    }
+    const [low, high] = first[1];
+    const sched = low! - BigInt(offsets.schedGFreeN);
+    if (high !== undefined && high - sched !== BigInt(offsets.schedGFreeN2!)) {
+      throw this.fail("the two free-g counts in runtime.sched are not as far apart as this release has them");
+    }
+    const ngsys = sched + BigInt(offsets.schedNgsys);
+    if (!this.isData(sched) || !this.isData(high ?? low)) throw this.fail(`the runtime.sched candidate 0x${sched.toString(16)} is not in data`);
+    // newproc1: `sched.goidgen.Add(...)` (goidgen is schedt's first field) and `sched.ngsys.Add(1)`.
+    const newproc1 = this.decode("runtime.newproc1");
+    if (!newproc1?.complete) throw this.fail("cannot check runtime.sched (no runtime.newproc1)");
+    const leas = this.targets(newproc1, isLea);
+    if (!leas.includes(sched) || !leas.includes(ngsys)) {
+      throw this.fail(`runtime.newproc1 does not take the addresses of sched.goidgen and sched.ngsys for the runtime.sched candidate 0x${sched.toString(16)}`);
+    }
+    // gdestroy (goexit0 before Go 1.22): `sched.ngsys.Add(-1)` for a system goroutine.
+    const exit = [this.decode("runtime.gdestroy"), this.decode("runtime.goexit0")].filter((f) => f?.complete);
+    if (exit.length > 0 && !exit.some((f) => this.targets(f!, isLea).includes(ngsys))) {
+      throw this.fail(`runtime.gdestroy/goexit0 do not take the address of sched.ngsys for the runtime.sched candidate 0x${sched.toString(16)}`);
+    }
+    return sched;
+  }
+
   /** The one address all votes name; a BadBinaryError if there are none or they differ. */
   private agree(what: string, votes: Array<[string, bigint]>): bigint {
     const first = votes[0];
@@ -246,6 +407,12 @@ class Finder {
 
   private isData(addr: bigint | undefined): boolean {
     return addr !== undefined && this.dataRanges.some((r) => addr >= r.start && addr < r.end);
+  }
+
+  /** Whether addr lies in one of the named sections; true when the binary has none of them (no section headers). */
+  private isIn(addr: bigint, names: readonly string[]): boolean {
+    const sections = this.elf.sections.filter((s) => names.includes(s.name) && s.size > 0);
+    return sections.length === 0 || sections.some((s) => addr >= s.addr && addr < s.addr + BigInt(s.size));
   }
 
   /** Decodes a function by name; undefined if the binary has no such function or its code is not in the file. */
@@ -276,6 +443,9 @@ class Finder {
   }
 }
 
+/** Where the Go linker puts variables that hold no pointers. */
+const POINTER_FREE_SECTIONS = [".noptrdata", ".noptrbss"] as const;
+
 /** Address ranges of Go's data sections; writable non-executable segments if there are no section headers. */
 function dataRanges(elf: ElfFile): Array<{ start: bigint; end: bigint }> {
   const names = [".noptrdata", ".data", ".bss", ".noptrbss"];
@@ -304,6 +474,18 @@ function isLea(i: Insn): boolean {
 /** mov [rip+disp], r64 (REX.W 89 /r). */
 function isStore64(i: Insn): boolean {
   return i.map === 0 && i.op === 0x89 && i.rexW;
+}
+/** cmp [rip+disp], r64 or cmp r64, [rip+disp] (REX.W 39 /r, 3B /r). */
+function isCmp64(i: Insn): boolean {
+  return i.map === 0 && (i.op === 0x39 || i.op === 0x3b) && i.rexW;
+}
+/** add dword [rip+disp], r32 (01 /r without REX.W or operand-size prefix). */
+function isAdd32ToMemory(i: Insn): boolean {
+  return i.map === 0 && i.op === 0x01 && !i.rexW && !i.opsize16;
+}
+/** dec dword [rip+disp] (FF /1 without REX.W or operand-size prefix). */
+function isDec32(i: Insn): boolean {
+  return i.map === 0 && i.op === 0xff && i.modrmReg === 1 && !i.rexW && !i.opsize16;
 }
 /** cmp byte [rip+disp], 0 (80 /7 ib). */
 function isCmpByteZero(i: Insn): boolean {

@@ -7,10 +7,14 @@ import { pprofTop, runOomprof, tempDir } from "../helpers/oomprof.ts";
 // Real bpftrace attach, Go builds and OOM kills take seconds.
 setDefaultTimeout(180_000);
 
+/** Goroutines the leaker parks, besides main: the count at death must see them. */
+const PARKED = 200;
+
 /**
  * The leaker as position-independent and as stripped (-ldflags='-s -w': no
  * .symtab, so the runtime variables are found from the runtime's code) builds:
- * the OOM kill must still be captured completely and name the leak.
+ * the OOM kill must still be captured completely, name the leak, and count the
+ * goroutines (runtime.allglen, allp and sched found from code too).
  */
 const CASES: Array<{ name: string; flags: string[] }> = [
   { name: "PIE", flags: ["-buildmode=pie"] },
@@ -25,7 +29,9 @@ for (const c of CASES) {
 
     beforeAll(async () => {
       const leaker = await buildGoProgram("leaker", { flags: c.flags });
-      result = await runOomprof(["run", "--limit", "96M", "--out", tempDir(), "--events", "-", "--", leaker]);
+      result = await runOomprof(["run", "--limit", "96M", "--out", tempDir(), "--events", "-", "--", leaker], {
+        env: { GOROUTINES: String(PARKED) },
+      });
       const k = result.events.find((e) => e.event === "oom_kill");
       if (!k) throw new Error(`no oom_kill event; status ${result.status}; stderr:\n${result.stderr}`);
       kill = KillEvent.parse(k);
@@ -39,6 +45,13 @@ for (const c of CASES) {
       expect(kill.memprofile_rate).toBe(512 * 1024);
       expect(kill.profile).not.toBeNull();
       expect(existsSync(kill.profile!)).toBe(true);
+    });
+
+    test("the goroutine count at death is the parked goroutines plus main, as runtime.NumGoroutine counts", () => {
+      expect(kill.goroutines).not.toBeNull();
+      expect(kill.goroutines!).toBeGreaterThanOrEqual(PARKED + 1);
+      expect(kill.goroutines!).toBeLessThanOrEqual(PARKED + 5);
+      expect(kill.goroutines_upper_bound).toBe(false);
     });
 
     test("main.leakStep holds at least half of inuse_space", () => {

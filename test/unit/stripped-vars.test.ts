@@ -3,16 +3,20 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BadBinaryError } from "../../src/errors.ts";
 import { GoSymbolizer } from "../../src/symbolize/pclntab.ts";
+import { readBuildInfo } from "../../src/gobinary/buildinfo.ts";
 import { ElfFile } from "../../src/gobinary/elf.ts";
 import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
-import { findRuntimeVarsWithoutSymbols } from "../../src/gobinary/stripped-vars.ts";
+import { goroutineLayout } from "../../src/gobinary/runtime-layout.ts";
+import { findGoroutineVarsWithoutSymbols, findRuntimeVarsWithoutSymbols } from "../../src/gobinary/stripped-vars.ts";
 import { decodeX86 } from "../../src/gobinary/x86-decode.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
 /**
- * findRuntimeVarsWithoutSymbols must find, in a binary built with
- * -ldflags='-s -w', exactly the addresses .symtab gives for the same program
- * built by the same toolchain with the symbol table kept.
+ * findRuntimeVarsWithoutSymbols (the heap profile's variables) and
+ * findGoroutineVarsWithoutSymbols (runtime.allglen, allp, sched, for the goroutine
+ * count) must find, in a binary built with -ldflags='-s -w', exactly the addresses
+ * .symtab gives for the same program built by the same toolchain with the symbol
+ * table kept.
  *
  * The reference is built with -ldflags='-w -w', not -ldflags=-w: the go command
  * records the flags in the binary's module info (runtime.modinfo), and a string
@@ -108,6 +112,16 @@ function found(v: ReturnType<typeof findRuntimeVarsWithoutSymbols>): Record<(typ
   };
 }
 
+/** runtime.allglen, runtime.allp and runtime.sched from .symtab. */
+function goroutineVarsFromSymtab(elf: ElfFile): { allglen: bigint; allp: bigint; sched: bigint } {
+  const value = (name: string) => {
+    const v = elf.symbol(name)?.value;
+    if (v === undefined) throw new Error(`${elf.path} has no ${name} in .symtab`);
+    return v;
+  };
+  return { allglen: value("runtime.allglen"), allp: value("runtime.allp"), sched: value("runtime.sched") };
+}
+
 function fromSymtab(elf: ElfFile): Record<(typeof VARS)[number], bigint | undefined> {
   return Object.fromEntries(VARS.map((n) => [n, elf.symbol(n)?.value])) as Record<(typeof VARS)[number], bigint | undefined>;
 }
@@ -141,6 +155,39 @@ for (const toolchain of toolchains) {
           expect(b.memProfilingDisabled).toBe(a.memProfilingDisabled);
           expect(b.memProfilingDisabled).toBe(program === "noprof");
           console.log(`${version(toolchain)} ${program} ${mode.name}: ${VARS.map((n) => `${n}=0x${want[n]?.toString(16)}`).join(" ")}`);
+        });
+
+        test(`${program} ${mode.name}: runtime.allglen, allp and sched found from code equal .symtab's`, async () => {
+          const refPath = await build(toolchain, program, [...mode.flags, KEEP_SYMTAB]);
+          const strippedPath = await build(toolchain, program, [...mode.flags, STRIP]);
+          const ref = await ElfFile.open(refPath);
+          const stripped = await ElfFile.open(strippedPath);
+          expect(codeAndDataLayout(stripped)).toEqual(codeAndDataLayout(ref));
+          const goVersion = readBuildInfo(ref)!.goVersion;
+          const want = goroutineVarsFromSymtab(ref);
+
+          // The symbol table's layout gives the release's offsets the finder needs.
+          const layout = goroutineLayout(ref, goVersion);
+          if (!layout) throw new Error(`no goroutine layout for ${goVersion}: add it to src/gobinary/runtime-layout.ts`);
+          expect({ allglen: layout.allglen, allp: layout.allp, sched: layout.sched }).toEqual(want);
+          expect(findGoroutineVarsWithoutSymbols(stripped, layout)).toEqual(want);
+          // The unstripped build decodes to the same addresses.
+          expect(findGoroutineVarsWithoutSymbols(ref, layout)).toEqual(want);
+          // goroutineLayout, and through it discoverGoTarget, take the code path for the stripped build.
+          expect(goroutineLayout(stripped, goVersion)).toEqual(layout);
+          const [a, b] = await Promise.all([discoverGoTarget(refPath), discoverGoTarget(strippedPath)]);
+          try {
+            expect(a.goroutines).toEqual(layout);
+            expect(b.goroutines).toEqual(layout);
+          } finally {
+            a.release();
+            b.release();
+          }
+          console.log(
+            `${goVersion} ${program} ${mode.name}: ${Object.entries(want)
+              .map(([k, v]) => `${k}=0x${v.toString(16)}`)
+              .join(" ")}`,
+          );
         });
       }
     }
@@ -203,6 +250,44 @@ describe("damaged binaries give BadBinaryError", () => {
     }
   });
 
+  test("goroutine variables: code of their runtime functions overwritten", async () => {
+    const bytes = new Uint8Array(await Bun.file(await build(toolchain, "leaker", [STRIP])).arrayBuffer());
+    const elf = new ElfFile("ok", bytes);
+    const goVersion = readBuildInfo(elf)!.goVersion;
+    const layout = goroutineLayout(elf, goVersion);
+    if (!layout) throw new Error(`no goroutine layout for ${goVersion}`);
+    const symbolizer = GoSymbolizer.fromElf(elf);
+    const text = elf.textSegment();
+    const fileOffset = (addr: bigint) => text.offset + Number(addr - text.vaddr);
+    // Each group is what finds one variable: without it, the finder must refuse.
+    const groups = [
+      ["runtime.forEachGRace", "runtime.allgadd"],
+      ["runtime.preemptall", "runtime.gcMarkTinyAllocs"],
+      ["runtime.gfput", "runtime.gfget", "runtime.gfpurge"],
+      ["runtime.newproc1"],
+    ];
+    for (const names of groups) {
+      for (const fill of [0x00, 0xcc, 0x0f, 0xff]) {
+        const copy = new Uint8Array(bytes);
+        for (const name of names) {
+          const r = symbolizer.functionRange(name);
+          if (!r) throw new Error(`no ${name}`);
+          copy.fill(fill, fileOffset(r.entry), fileOffset(r.end));
+        }
+        const damaged = new ElfFile("damaged", copy);
+        let e: unknown;
+        try {
+          findGoroutineVarsWithoutSymbols(damaged, layout);
+        } catch (caught) {
+          e = caught;
+        }
+        expect(e).toBeInstanceOf(BadBinaryError);
+        // The count is an extra: its layout is then unknown, never an exception.
+        expect(goroutineLayout(damaged, goVersion)).toBeUndefined();
+      }
+    }
+  });
+
   test("truncated copies and random garbage in code never escape as other exceptions", async () => {
     const bytes = new Uint8Array(await Bun.file(await build(toolchain, "leaker", [STRIP])).arrayBuffer());
     const elf = new ElfFile("ok", bytes);
@@ -227,6 +312,33 @@ describe("damaged binaries give BadBinaryError", () => {
       const e = attempt(copy);
       if (e !== undefined) expect(e).toBeInstanceOf(BadBinaryError);
     }
+    // The same for the goroutine count's functions, through goroutineLayout, which must not throw at all.
+    const goVersion = readBuildInfo(elf)!.goVersion;
+    const goroutineRanges = [
+      "runtime.forEachGRace",
+      "runtime.allgadd",
+      "runtime.preemptall",
+      "runtime.gcMarkTinyAllocs",
+      "runtime.timeSleepUntil",
+      "runtime.checkdead",
+      "runtime.gfput",
+      "runtime.gfget",
+      "runtime.gfpurge",
+      "runtime.newproc1",
+      "runtime.gdestroy",
+      "runtime.goexit0",
+    ]
+      .map((n) => symbolizer.functionRange(n))
+      .filter((r) => r !== undefined);
+    for (let round = 0; round < 300; round++) {
+      const copy = new Uint8Array(bytes);
+      for (let k = 0; k < 8; k++) {
+        const r = goroutineRanges[Math.floor(random() * goroutineRanges.length)]!;
+        const at = text.offset + Number(r.entry - text.vaddr) + Math.floor(random() * Number(r.end - r.entry));
+        copy[at] = Math.floor(random() * 256);
+      }
+      goroutineLayout(new ElfFile("damaged", copy), goVersion);
+    }
   });
 
   test("arm64 stripped binaries are refused with BadBinaryError", async () => {
@@ -239,8 +351,12 @@ describe("damaged binaries give BadBinaryError", () => {
       stderr: "pipe",
     });
     if (p.exitCode !== 0) throw new Error(`arm64 build failed: ${p.stderr.toString()}`);
-    const e = attempt(new Uint8Array(await Bun.file(out).arrayBuffer()));
+    const bytes = new Uint8Array(await Bun.file(out).arrayBuffer());
+    const e = attempt(bytes);
     expect(e).toBeInstanceOf(BadBinaryError);
     expect((e as Error).message).toContain("arm64");
+    // No goroutine count for them either, and no exception from asking.
+    const elf = new ElfFile("arm64", bytes);
+    expect(goroutineLayout(elf, readBuildInfo(elf)!.goVersion)).toBeUndefined();
   });
 });
