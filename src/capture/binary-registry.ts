@@ -9,6 +9,19 @@ export interface ExecInfo {
   why?: string;
 }
 
+let collecting: ReturnType<typeof setTimeout> | undefined;
+/**
+ * The whole binary was read; let a long-running watch give that memory back soon rather
+ * than whenever the collector next runs. Not at once: a full collection takes 15-80 ms,
+ * and the caller is about to make the binary's walk live.
+ */
+function collectSoon(): void {
+  collecting ??= setTimeout(() => {
+    collecting = undefined;
+    Bun.gc(true);
+  }, 50);
+}
+
 /** Non-Go executables remembered so each is read once; bounded so churn cannot grow it. */
 const MAX_NON_GO_REMEMBERED = 4096;
 
@@ -39,6 +52,11 @@ export class BinaryRegistry {
 
   byIdOf(id: number): GoTarget | undefined {
     return this.byId[id];
+  }
+
+  /** A target's id (its index in the table); -1 if it is not in it. */
+  idOf(t: GoTarget): number {
+    return this.byId.indexOf(t);
   }
 
   byInode(inode: number): GoTarget | undefined {
@@ -114,9 +132,7 @@ export class BinaryRegistry {
       this.nonGo.set(inode, { why, stamp });
       return { path, why };
     } finally {
-      // The whole binary was read; let a long-running watch give that memory back now
-      // rather than whenever the collector next runs.
-      Bun.gc(true);
+      collectSoon();
     }
   }
 }

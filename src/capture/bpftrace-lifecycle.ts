@@ -42,6 +42,13 @@ export interface LifecycleOptions {
   initialBuckets: number;
   /** Gives back the pages of bpftrace's compiler once it is attached (see process/pageout.ts). */
   pageOut?(pid: number): { bytes: number } | { error: string };
+  /**
+   * A bpftrace has attached, and is about to replace the current one: whatever was added
+   * since its script was generated must be given to it now.
+   */
+  onAttached?(session: RunningSession, nonce: number): void;
+  /** A bpftrace has exited. */
+  onExited?(session: RunningSession): void;
   /** How long a replaced bpftrace may keep running so a walk in progress in it can finish. */
   retireGraceMs?: number;
   /** How long a replaced bpftrace's output is read before it is judged idle. */
@@ -71,6 +78,7 @@ export class BpftraceLifecycle {
   private capacity = 0;
   private pages = 0;
   private growing = false;
+  private soon: ReturnType<typeof setTimeout> | undefined;
   /** The walk template the current bpftrace uses. */
   walk = "";
 
@@ -130,6 +138,23 @@ export class BpftraceLifecycle {
     return next;
   }
 
+  /**
+   * A relaunch in delayMs, shared by everything that asks meanwhile: for what only a new
+   * bpftrace can add (a uprobe on a new binary), when nothing waits for it.
+   */
+  relaunchSoon(delayMs: number): void {
+    if (this.soon || this.stopping) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.relaunch().catch((e) => this.o.events.onWarning(`could not restart bpftrace: ${(e as Error).message}`));
+    }, delayMs);
+  }
+
+  /** The bpftrace the probes come from now, once one is attached. */
+  get currentSession(): RunningSession | undefined {
+    return this.current;
+  }
+
   /** Resolves once any rebuild under way is done. */
   settled(): Promise<void> {
     return this.rebuild;
@@ -157,6 +182,7 @@ export class BpftraceLifecycle {
   /** Stops every bpftrace, attaching ones too; resolves when they are gone (or after 2.5 s). */
   stop(): Promise<unknown> {
     this.stopping = true;
+    if (this.soon) clearTimeout(this.soon);
     const all = [...this.live];
     for (const s of all) s.stop();
     return Promise.race([Promise.all(all.map((s) => s.exited)), new Promise((r) => setTimeout(r, 2500))]);
@@ -173,10 +199,12 @@ export class BpftraceLifecycle {
     this.live.add(session);
     void session.exited.then(() => {
       this.live.delete(session);
+      this.o.onExited?.(session);
       if (!this.stopping && this.current === session) this.o.events.onSessionLost?.(session.errorSummary() || "bpftrace exited");
     });
     if (this.stopping) session.stop();
     const probes = await session.attached;
+    if (!this.stopping) this.o.onAttached?.(session, nonce);
     const old = this.current;
     this.current = session;
     this.walk = script.walk;

@@ -1,5 +1,6 @@
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { enableMemoryProfiling } from "../gobinary/enable-profiling.ts";
+import { monotonicNs } from "../process/libc.ts";
 import { liveState, resume } from "../process/liveness.ts";
 import { scanProcesses } from "../process/scan.ts";
 import type { WalkRecord } from "../stream/records.ts";
@@ -10,6 +11,12 @@ export type ExecMode =
   | { kind: "run"; rootPid: number; memProfileRate: number }
   /** watch: every new executable on the host is heard of; with hold, stopped until it is read. */
   | { kind: "watch"; hold: boolean };
+
+/** When a program exec'd and when oomprof heard of it, on the kernel's monotonic clock. */
+interface ExecHeard {
+  execNs: bigint;
+  heardNs: bigint | undefined;
+}
 
 export interface ExecPolicyEvents {
   onWarning(message: string): void;
@@ -44,8 +51,10 @@ export class ExecPolicy {
   }
 
   onRecord(r: WalkRecord): void {
-    if (r.tag === "P") void this.onStoppedExec(r.pid, r.inode);
-    if (r.tag === "N") void this.onNewExecutable(r.pid, r.inode, r.held);
+    if (r.tag !== "P" && r.tag !== "N") return;
+    const heard = { execNs: r.execNs, heardNs: monotonicNs() };
+    if (r.tag === "P") void this.onStoppedExec(r.pid, r.inode, heard);
+    else void this.onNewExecutable(r.pid, r.inode, r.held, heard);
   }
 
   /**
@@ -63,8 +72,16 @@ export class ExecPolicy {
     }
   }
 
+  /** How long after its first exec a new binary was walked (the kernel's clock on both ends). */
+  private sayLatency(path: string, pid: number, heard: ExecHeard): void {
+    const now = monotonicNs();
+    if (now === undefined || heard.heardNs === undefined) return;
+    const ms = (a: bigint, b: bigint) => (Number(a - b) / 1e6).toFixed(1);
+    this.events.onVerbose?.(`${path} (pid ${pid}) walked ${ms(now, heard.execNs)} ms after its exec (heard of after ${ms(heard.heardNs, heard.execNs)} ms)`);
+  }
+
   /** run: a program exec'd in the child's tree is stopped: attach a walk if it is a new Go binary, then resume it. */
-  private async onStoppedExec(pid: number, inode: number): Promise<void> {
+  private async onStoppedExec(pid: number, inode: number, heard: ExecHeard): Promise<void> {
     try {
       const info = await this.registry.inspect(pid, inode);
       this.execs.set(pid, info);
@@ -74,8 +91,10 @@ export class ExecPolicy {
           `${info.path}: memory profiling is off in this binary (runtime/pprof is not linked in); enabled it for pid ${pid} at rate ${this.mode.memProfileRate}`,
         );
       }
-      if (info.target) await this.addTargets([info.target]);
-      else this.events.onVerbose?.(`exec of ${info.path} (pid ${pid}): no walk (${info.why})`);
+      if (info.target) {
+        await this.addTargets([info.target]);
+        this.sayLatency(info.path, pid, heard);
+      } else this.events.onVerbose?.(`exec of ${info.path} (pid ${pid}): no walk (${info.why})`);
     } catch (e) {
       this.events.onWarning(`could not attach a walk for pid ${pid}: ${(e as Error).message}`);
     } finally {
@@ -84,14 +103,18 @@ export class ExecPolicy {
   }
 
   /** watch: an executable seen for the first time; add a walk if it is Go, then resume it if it was held. */
-  private async onNewExecutable(pid: number, inode: number, held: boolean): Promise<void> {
+  private async onNewExecutable(pid: number, inode: number, held: boolean, heard: ExecHeard): Promise<void> {
     try {
       if (this.registry.byInode(inode)) return;
       // A remembered non-Go executable is answered from memory (inspect checks that the
       // inode still names the same file).
       const info = await this.registry.inspect(pid, inode);
-      if (info.target)
-        await this.addTargets([info.target]).catch((e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`));
+      if (info.target) {
+        await this.addTargets([info.target]).then(
+          () => this.sayLatency(info.path, pid, heard),
+          (e) => this.events.onWarning(`could not attach a walk for ${info.path}: ${(e as Error).message}`),
+        );
+      }
     } finally {
       if (held) resume(pid);
     }

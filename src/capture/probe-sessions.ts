@@ -11,8 +11,9 @@ import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BinaryRegistry, type ExecInfo } from "./binary-registry.ts";
-import { BpftraceLifecycle, type SessionFactory } from "./bpftrace-lifecycle.ts";
+import { BpftraceLifecycle, type RunningSession, type SessionFactory } from "./bpftrace-lifecycle.ts";
 import { ExecPolicy, type ExecMode } from "./exec-policy.ts";
+import { TargetRowWriter } from "./target-rows.ts";
 import { linkTargets } from "./uprobe-links.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { CaptureAssembler, type ProcessCapture } from "./walk-capture.ts";
@@ -53,6 +54,9 @@ export class ProbeSessions implements CaptureSource {
   private lifecycle: BpftraceLifecycle;
   private execPolicy: ExecPolicy;
   private linkDir: string | undefined;
+  private rows = new TargetRowWriter();
+  /** Targets in the registry when each running bpftrace's script was generated, by nonce. */
+  private scriptTargets = new Map<number, Set<GoTarget>>();
 
   constructor(
     private host: BpftraceHost,
@@ -79,6 +83,8 @@ export class ProbeSessions implements CaptureSource {
       events,
       initialBuckets: initialBuckets(host, mode),
       pageOut: config().pageOut ? pageOutCompiler : undefined,
+      onAttached: (session, nonce) => this.fillRows(session, nonce),
+      onExited: (session) => this.rows.forget(session.pid),
     });
   }
 
@@ -142,17 +148,30 @@ export class ProbeSessions implements CaptureSource {
     return this.lifecycle.launch();
   }
 
-  /** Adds walks for Go binaries found after start, and resolves once they are attached. */
+  /**
+   * Adds walks for Go binaries found after start, and resolves once they are live: their
+   * rows are written into the running bpftrace's target table (milliseconds). A new
+   * bpftrace follows in the background only for what a table cannot add (the runtime-OOM
+   * uprobe on a new binary), or, if the table cannot be written, is waited for instead.
+   */
   addTargets(found: GoTarget[]): Promise<void> {
     const fresh = this.registry.add(found);
+    // Without profiling, watch walks nothing: the caller says so.
     for (const t of found) if (!fresh.includes(t) && !this.registry.byInode(t.inode)) this.events.onTargetAdded?.(t);
     if (!fresh.length) return this.lifecycle.settled();
-    return this.lifecycle.relaunch().then(() => {
+    const live = () => {
       for (const t of fresh) {
-        this.events.onVerbose?.(`walk attached for ${t.path} (${t.buildInfo.goVersion})`);
+        this.events.onVerbose?.(`walk live for ${t.path} (${t.buildInfo.goVersion})`);
         this.events.onTargetAdded?.(t);
       }
-    });
+    };
+    const session = this.lifecycle.currentSession;
+    if (session && this.tryWriteRows(session, fresh)) {
+      live();
+      if (fresh.some((t) => t.throwSymbol && t.arch === "amd64")) this.lifecycle.relaunchSoon(UPROBE_RELAUNCH_DELAY_MS);
+      return Promise.resolve();
+    }
+    return this.lifecycle.relaunch().then(live);
   }
 
   /**
@@ -186,12 +205,35 @@ export class ProbeSessions implements CaptureSource {
 
   stop(): Promise<unknown> {
     if (this.linkDir) rmSync(this.linkDir, { recursive: true, force: true });
-    return this.lifecycle.stop();
+    return this.lifecycle.stop().finally(() => this.rows.close());
+  }
+
+  /** Writes targets' rows into a running bpftrace; false (and why, verbosely) if it cannot. */
+  private tryWriteRows(session: RunningSession, targets: GoTarget[]): boolean {
+    try {
+      this.rows.write(
+        session.pid,
+        targets.map((t) => [this.registry.idOf(t), t]),
+      );
+      return true;
+    } catch (e) {
+      this.events.onVerbose?.(`cannot add rows to bpftrace's target table (${(e as Error).message}); starting a new bpftrace instead`);
+      return false;
+    }
+  }
+
+  /** A new bpftrace attached: give it the binaries added since its script was generated. */
+  private fillRows(session: RunningSession, nonce: number): void {
+    const known = this.scriptTargets.get(nonce) ?? new Set();
+    for (const n of this.scriptTargets.keys()) if (n <= nonce) this.scriptTargets.delete(n);
+    const added = this.registry.targets.filter((t) => !known.has(t));
+    if (added.length && !this.tryWriteRows(session, added)) this.lifecycle.relaunchSoon(0);
   }
 
   private script(limits: Partial<WalkLimits>, nonce: number): GeneratedScript {
     this.linkDir ??= mkdtempSync(join(tmpdir(), "oomprof-bin-"));
     const targets = this.registry.table;
+    this.scriptTargets.set(nonce, new Set(this.registry.targets));
     const mode: ScriptMode = this.mode.kind === "run" ? { kind: "run", rootPid: this.mode.rootPid } : this.mode;
     return sessionScript({ host: this.host, targets, mode, limits, uprobeLinks: linkTargets(this.linkDir, targets), canary: { pid: process.pid, nonce } });
   }
@@ -202,6 +244,12 @@ export class ProbeSessions implements CaptureSource {
     this.events.onRecord?.(r, pid);
   }
 }
+
+/**
+ * A new Go binary's runtime-OOM uprobe needs a new bpftrace; relaunches asked for within
+ * this long share one, so a burst of new binaries costs one compile.
+ */
+const UPROBE_RELAUNCH_DELAY_MS = 1000;
 
 /**
  * Buckets the first output buffer is sized for. A process can make its stacks and die

@@ -3,7 +3,8 @@ import { BUCKET } from "../gobinary/bucket-layout.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
 import type { BpftraceHost } from "./bpftrace-host.ts";
-import { allOf, comment, EMPTY_FRAGMENT, fieldPath, fill, goSymbol, joinFragments, notEqual, PROBES, uprobePath, type Fill, type TrustedFragment } from "./template.ts";
+import { targetRows } from "./target-table.ts";
+import { comment, EMPTY_FRAGMENT, fill, goSymbol, joinFragments, PROBES, uprobePath, type TrustedFragment } from "./template.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits, type WalkVariant } from "./walk-templates.ts";
 
 export interface ScriptOptions {
@@ -15,8 +16,14 @@ export interface ScriptOptions {
   targets: ReadonlyArray<GoTarget | undefined>;
   /** Include the OOM-killer probes (one session per oomprof has them; extra walk-only sessions do not). */
   victims?: boolean;
-  /** Stop programs exec'd under this pid that are not in knownInodes, for `run`. */
-  followExecs?: { rootPid: number; knownInodes: number[] };
+  /**
+   * The target table gains rows while bpftrace runs (capture/target-rows.ts): the walk and
+   * the goroutine count are there even before the first Go binary, and exec predicates
+   * read the table instead of a list of inodes fixed at generation.
+   */
+  growingTable?: boolean;
+  /** Stop programs exec'd under this pid that are not walked yet, or whose profiling is off, for `run`. */
+  followExecs?: { rootPid: number };
   /** Report the first exec of every executable, for `watch`; "hold" also stops it until resumed. */
   notifyExecs?: boolean | "hold";
   limits?: Partial<WalkLimits>;
@@ -45,12 +52,13 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
     if (opts.host.hasOomKillProcessKprobe) parts.push(fill(PROBES.oomKillProcessKprobe));
   }
   if (opts.followExecs) {
-    parts.push(fill(PROBES.followExec, { ROOT_PID: opts.followExecs.rootPid, UNKNOWN_INODE_PREDICATE: unknownInode(opts.followExecs.knownInodes) }));
+    parts.push(fill(PROBES.followExec, { ROOT_PID: opts.followExecs.rootPid }));
   }
   const targets = [...opts.targets.entries()].filter((e): e is [number, GoTarget] => e[1] !== undefined);
-  if (opts.notifyExecs === "hold") parts.push(fill(PROBES.execHold, { UNKNOWN_INODE_PREDICATE: unknownInode(targets.map(([, t]) => t.inode)) }));
+  if (opts.notifyExecs === "hold") parts.push(fill(PROBES.execHold));
   else if (opts.notifyExecs) parts.push(fill(PROBES.execNotify));
-  if (targets.length) parts.push(...walkParts(opts, targets, walk));
+  // Exec predicates read the table too.
+  if (targets.length || opts.growingTable || opts.followExecs || opts.notifyExecs === "hold") parts.push(...walkParts(opts, targets, walk));
   if (opts.canary) parts.push(fill(PROBES.canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   const text = joinFragments(parts).text;
   // Every fill refuses a placeholder it has no value for; this is the last word on it.
@@ -59,13 +67,6 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   return { text, unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
 }
 
-/** The executable of the task the probe runs in, by inode. */
-const EXE_INODE = fieldPath("curtask", "mm", "exe_file", "f_inode", "i_ino");
-
-/** True when the current task's executable is none of `inodes`. */
-function unknownInode(inodes: number[]) {
-  return allOf(inodes.map((ino) => notEqual(EXE_INODE, ino)));
-}
 
 /** The bucket offsets the walks read with (src/gobinary/bucket-layout.ts). */
 const BUCKET_VALUES = {
@@ -73,7 +74,7 @@ const BUCKET_VALUES = {
   BUCKET_SIZE: BUCKET.size,
   BUCKET_NSTK: BUCKET.nstk,
   BUCKET_STK: BUCKET.headerBytes,
-} satisfies Record<string, Fill>;
+} satisfies Record<string, number>;
 
 /**
  * The walk: one table of target binaries, one walk probe per attach point whatever the
@@ -81,9 +82,9 @@ const BUCKET_VALUES = {
  * (a uprobe names its binary), and the exit marker that forgets a walked process.
  */
 function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTarget]>, walk: WalkVariant): TrustedFragment[] {
-  const rows = targets.map(([id, t]) => fill(PROBES.targetRow, targetValues(t, id)));
-  const parts = [fill(PROBES.targets, {}, { TARGET_ROWS: joinFragments(rows, PROBES.targetRow.origin) })];
-  const counted = targets.some(([, t]) => t.goroutines);
+  const parts = [fill(PROBES.targets, {}, { TARGET_ROWS: targetRows(targets) })];
+  // A binary added while bpftrace runs may have a goroutine layout: the probe is always there.
+  const counted = opts.growingTable || targets.some(([, t]) => t.goroutines);
   for (const attach of walkAttachPoints(opts.host, walk.name)) {
     const attachName = comment(attach.name);
     parts.push(fill(walk.template, { ...walk.values, ...BUCKET_VALUES, ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart }));
@@ -99,25 +100,4 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
   }
   parts.push(fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT }));
   return parts;
-}
-
-/** One row of the target table: where this binary keeps what the walk reads (0: absent). */
-function targetValues(t: GoTarget, id: number): Record<string, Fill> {
-  const g = t.goroutines;
-  return {
-    TARGET_ID: id,
-    INODE: t.inode,
-    TEXT_VADDR: t.text.vaddr,
-    MBUCKETS: t.vars.mbuckets,
-    MEMPROFILERATE: t.vars.memProfileRate,
-    // The heap-profile cycle decides which future[] slot runtime/pprof would fold in.
-    CYCLE_ADDR: t.vars.cycle?.addr ?? 0,
-    CYCLE_SHIFT: t.vars.cycle?.shifted ? 1 : 0,
-    ALLGLEN: g?.allglen ?? 0,
-    ALLP: g?.allp ?? 0,
-    SCHED_GFREE_N: g ? g.sched + BigInt(g.schedGFreeN) : 0,
-    SCHED_GFREE_N2: g?.schedGFreeN2 !== undefined ? g.sched + BigInt(g.schedGFreeN2) : 0,
-    SCHED_NGSYS: g ? g.sched + BigInt(g.schedNgsys) : 0,
-    P_GFREE_N: g?.pGFreeN ?? 0,
-  };
 }

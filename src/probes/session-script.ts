@@ -28,12 +28,9 @@ export function sessionScript(input: SessionScriptInput): GeneratedScript {
     host,
     targets,
     victims: true,
-    // A known binary is still stopped at exec when its memory profiling is off: `run`
-    // turns it on before the runtime starts.
-    followExecs:
-      mode.kind === "run"
-        ? { rootPid: mode.rootPid, knownInodes: targets.filter((t): t is GoTarget => t !== undefined && !t.memProfilingDisabled).map((t) => t.inode) }
-        : undefined,
+    // Rows are added while bpftrace runs (capture/target-rows.ts).
+    growingTable: true,
+    followExecs: mode.kind === "run" ? { rootPid: mode.rootPid } : undefined,
     notifyExecs: mode.kind === "watch" ? (mode.hold ? "hold" : true) : undefined,
     canary,
     limits,

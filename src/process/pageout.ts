@@ -1,5 +1,6 @@
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { closeSync } from "node:fs";
+import { libcAvailable, syscall } from "./libc.ts";
 import { readMaps } from "./memory.ts";
 
 /**
@@ -18,30 +19,16 @@ const SYS_PIDFD_OPEN = 434n;
 const SYS_PROCESS_MADVISE = 440n;
 const MADV_PAGEOUT = 21n;
 
-let libc: ReturnType<typeof openLibc> | null | undefined;
-function openLibc() {
-  return dlopen("libc.so.6", {
-    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64], returns: FFIType.i64 },
-  });
-}
-
 /** Pages out pid's compiler libraries; returns the bytes advised, or why nothing was. */
 export function pageOutCompiler(pid: number): { bytes: number } | { error: string } {
-  if (libc === undefined) {
-    try {
-      libc = openLibc();
-    } catch {
-      libc = null;
-    }
-  }
-  if (!libc) return { error: "libc.so.6 could not be loaded" };
+  if (!libcAvailable()) return { error: "libc.so.6 could not be loaded" };
   let ranges;
   try {
     ranges = readMaps(pid).filter((m) => m.inode !== 0 && COMPILER_LIBRARY.test(m.path));
   } catch (e) {
     return { error: (e as Error).message };
   }
-  const pidfd = Number(libc.symbols.syscall(SYS_PIDFD_OPEN, BigInt(pid), 0n, 0n, 0n, 0n, 0n));
+  const pidfd = syscall(SYS_PIDFD_OPEN, BigInt(pid)).ret;
   if (pidfd < 0) return { error: "pidfd_open failed" };
   let bytes = 0;
   try {
@@ -50,7 +37,7 @@ export function pageOutCompiler(pid: number): { bytes: number } | { error: strin
     for (const m of ranges) {
       iov[0] = BigInt(m.start);
       iov[1] = BigInt(m.end - m.start);
-      const r = Number(libc.symbols.syscall(SYS_PROCESS_MADVISE, BigInt(pidfd), BigInt(ptr(iov)), 1n, MADV_PAGEOUT, 0n, 0n));
+      const r = syscall(SYS_PROCESS_MADVISE, BigInt(pidfd), BigInt(ptr(iov)), 1n, MADV_PAGEOUT).ret;
       if (r > 0) bytes += r;
     }
   } finally {

@@ -85,12 +85,16 @@ export interface ExecRecord {
   tag: "P";
   pid: number;
   inode: number;
+  /** When it exec'd: the kernel's monotonic clock (bpftrace's nsecs). */
+  execNs: bigint;
 }
 export interface NewExecutableRecord {
   tag: "N";
   pid: number;
   inode: number;
   held: boolean;
+  /** When it exec'd: the kernel's monotonic clock (bpftrace's nsecs). */
+  execNs: bigint;
 }
 
 export type WalkRecord =
@@ -114,6 +118,11 @@ const HEX = /^[0-9a-f]+$/;
 function dec(s: string | undefined): number {
   if (s === undefined || !DEC.test(s)) throw new Error(`expected a decimal number, got ${JSON.stringify(s)}`);
   return Number(s);
+}
+/** A nanosecond timestamp, past 2^53: kept exact. */
+function nanos(s: string): bigint {
+  if (!DEC.test(s) || s.length > 20) throw new Error(`expected nanoseconds, got ${JSON.stringify(s)}`);
+  return BigInt(s);
 }
 function hex(s: string | undefined): number {
   if (s === undefined || !HEX.test(s) || s.length > 16) throw new Error(`expected a hex address, got ${JSON.stringify(s)}`);
@@ -188,11 +197,11 @@ export function parseRecord(text: string): WalkRecord {
       need(2);
       return { tag: "R", nonce: dec(f[1]) };
     case "P":
-      need(3);
-      return { tag: "P", pid: dec(f[1]), inode: dec(f[2]) };
-    case "N":
       need(4);
-      return { tag: "N", pid: dec(f[1]), inode: dec(f[2]), held: dec(f[3]) === 1 };
+      return { tag: "P", pid: dec(f[1]), inode: dec(f[2]), execNs: nanos(f[3]!) };
+    case "N":
+      need(5);
+      return { tag: "N", pid: dec(f[1]), inode: dec(f[2]), held: dec(f[3]) === 1, execNs: nanos(f[4]!) };
     default:
       throw new Error(`unknown record tag ${JSON.stringify(f[0])}`);
   }

@@ -53,7 +53,7 @@ describe("oomprof watch where binaries come and go", () => {
       // Both run for about two seconds, long enough to be read and walked, then exit.
       const env = { ...process.env, STEP_SLEEP_US: "10000", EXIT_AFTER_STEPS: "200" };
       const runs = [deleted, returning].map((p) => Bun.spawn([p], { env, stdout: "ignore", stderr: "ignore" }));
-      for (const p of [deleted, returning]) await log.waitFor((l) => l.includes(`walk attached for ${p}`), 60_000);
+      for (const p of [deleted, returning]) await log.waitFor((l) => l.includes(`walk live for ${p}`), 60_000);
       for (const r of runs) expect(await r.exited).toBe(3);
       unlinkSync(deleted);
 
@@ -93,7 +93,7 @@ describe("oomprof watch where binaries come and go", () => {
       expect(statSync(path).ino).toBe(inode);
       const cg = testCgroup(96 << 20);
       const p = Bun.spawn(cg.argv([path]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, STEP_SLEEP_US: "8000" } });
-      await log.waitFor((l) => l.includes(`walk attached for ${path}`), 60_000);
+      await log.waitFor((l) => l.includes(`walk live for ${path}`), 60_000);
       expect(await p.exited).toBe(137);
       const kill = await oomKillEvent(events, p.pid);
       cg.remove();

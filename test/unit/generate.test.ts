@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { generateScript } from "../../src/probes/generate.ts";
+import { kernelMapName, TARGET_ROW_MAPS, targetRowValues } from "../../src/probes/target-table.ts";
 import { sessionScript, type ScriptMode } from "../../src/probes/session-script.ts";
 import { allOf, comment, fieldPath, fill, goSymbol, ident, joinFragments, notEqual, PROBES, uprobePath, type Fill } from "../../src/probes/template.ts";
 import type { BpftraceHost } from "../../src/probes/bpftrace-host.ts";
@@ -54,7 +55,7 @@ describe("fill", () => {
   test("includes take only oomprof's own fragments, already filled", () => {
     const rows = joinFragments([fill(PROBES.targetRow, rowValues(7))]);
     expect(fill(PROBES.targets, {}, { TARGET_ROWS: rows }).text).toContain(
-      "  @walk_armed[0] = 0;\n  // Target 3: the binary with inode 7.\n  @target_id[(uint64)7] = 3 + 1;\n",
+      "  @walk_armed[0] = 0;\n  // Target 3 is the binary with inode 7\n  @tgt_id[(uint64)7] = 4;\n",
     );
     // Not a fragment: plain text, or an object that looks like one.
     expect(() => fill(PROBES.targets, {}, { TARGET_ROWS: '  system("x");\n' as never })).toThrow("fragment of oomprof's own templates");
@@ -116,19 +117,13 @@ describe("generated values", () => {
 
 function rowValues(inode: number): Record<string, Fill> {
   return {
-    TARGET_ID: 3,
+    ...targetRowValues(undefined, -1),
     INODE: inode,
+    TARGET_KEY: 4,
     TEXT_VADDR: 0x400000n,
     MBUCKETS: 0x1000n,
     MEMPROFILERATE: 0x2000n,
-    CYCLE_ADDR: 0,
-    CYCLE_SHIFT: 0,
-    ALLGLEN: 0,
-    ALLP: 0,
-    SCHED_GFREE_N: 0,
-    SCHED_GFREE_N2: 0,
-    SCHED_NGSYS: 0,
-    P_GFREE_N: 0,
+    TARGET_LABEL: comment("3 is the binary with inode 7"),
   };
 }
 
@@ -149,7 +144,7 @@ describe("generateScript", () => {
     const s = generateScript({ host: host("0.17.0", false), targets: [target] }).text;
     expect(s).toContain("tracepoint:oom:mark_victim");
     expect(s).toContain("tracepoint:signal:signal_deliver");
-    expect(s).toContain(`@target_id[(uint64)${target.inode}] = 0 + 1;`);
+    expect(s).toContain(`@tgt_id[(uint64)${target.inode}] = 1;`);
     expect(s).toContain(`0x${target.vars.mbuckets.toString(16)}`);
     expect(s).not.toContain("{{");
     expect(s).not.toContain(target.path); // no user-controlled text in the script
@@ -161,7 +156,7 @@ describe("generateScript", () => {
     const two = generateScript({ host: host("0.17.0", false), targets: [target, other] }).text;
     const walks = (s: string) => s.split("\n").filter((l) => l === "tracepoint:signal:signal_deliver").length;
     expect(walks(two)).toBe(walks(one));
-    expect(two).toContain(`@target_id[(uint64)${other.inode}] = 1 + 1;`);
+    expect(two).toContain(`@tgt_id[(uint64)${other.inode}] = 2;`);
     expect(two.length - one.length).toBeLessThan(1000);
   });
 
@@ -197,12 +192,15 @@ describe("generateScript", () => {
     expect(run.unsafe).toBe(true);
     expect(run.text).toContain("tracepoint:oom:mark_victim");
     expect(run.text).toContain("/(pid == 4321 ||");
-    expect(run.text).toContain(`curtask->mm->exe_file->f_inode->i_ino != ${target.inode}/`);
-    expect(run.text).not.toContain(`i_ino != ${off.inode}`);
-    expect(run.text).toContain(`@target_id[(uint64)${off.inode}] = 2 + 1;`);
+    // Stopped: executables not in the table yet, and those whose profiling is off.
+    expect(run.text).toContain("(@tgt_id[(uint64)((struct inode *)curtask->mm->exe_file->f_inode)->i_ino] == 0 ||");
+    expect(run.text).toContain("@tgt_noprof[(uint64)((struct inode *)curtask->mm->exe_file->f_inode)->i_ino] != 0)/");
+    expect(run.text).toContain(`@tgt_id[(uint64)${off.inode}] = 3;`);
+    expect(run.text).toContain(`@tgt_noprof[(uint64)${off.inode}] = 1;`);
+    expect(run.text).toContain(`@tgt_noprof[(uint64)${target.inode}] = 0;`);
     const watch = sessionScript({ host: host("0.17.0", false), targets: [target], mode: { kind: "watch", hold: false }, uprobeLinks: links });
     expect(watch.unsafe).toBe(false);
-    expect(watch.text).toContain('printf("N %d %lu 0\\n"');
+    expect(watch.text).toContain('printf("N %d %lu 0 %lu\\n"');
     expect(watch.text).not.toContain("signal(");
     const hold = sessionScript({
       host: host("0.17.0", false),
@@ -212,7 +210,7 @@ describe("generateScript", () => {
       canary: { pid: 99, nonce: 3 },
     });
     expect(hold.unsafe).toBe(true);
-    expect(hold.text).toContain('printf("N %d %lu 1\\n"');
+    expect(hold.text).toContain('printf("N %d %lu 1 %lu\\n"');
     expect(hold.text).toContain("/pid == 99/");
     expect(hold.text).toContain('printf("R 3\\n");');
   });
@@ -247,7 +245,8 @@ describe("generateScript", () => {
               const s = sessionScript({ host: host(version, kprobes, exitKeepsMm), targets, ...opts(targets) });
               expect({ what, unfilled: /\{\{|\}\}/.test(s.text) }).toEqual({ what, unfilled: false });
               expect({ what, kprobe: s.text.includes("kprobe:oom_kill_process") }).toEqual({ what, kprobe: kprobes });
-              const walks = label === "none" ? 0 : Number(version.split(".")[1]) >= 22 && exitKeepsMm ? 2 : 1;
+              // Session scripts carry the walk even with no target yet: rows are added as binaries appear.
+              const walks = Number(version.split(".")[1]) >= 22 && exitKeepsMm ? 2 : 1;
               expect({ what, walks: s.text.split("\n").filter((l) => l.startsWith("// Walk the Go memory profile")).length }).toEqual({ what, walks });
               count++;
             }
@@ -267,4 +266,26 @@ describe("generateScript", () => {
     expect(err).not.toContain("ERROR: Error loading");
     expect(code).toBe(0);
   }, 60_000);
+});
+
+describe("the target table", () => {
+  test("every map a row writes has a kernel name of its own (bpftrace cuts names at 15 characters)", () => {
+    const names = TARGET_ROW_MAPS.filter((r) => r.placeholder !== "INODE").map((r) => kernelMapName(r.map));
+    expect(new Set(names).size).toBe(names.length);
+    for (const r of TARGET_ROW_MAPS) expect(`AT_${r.map}`.length).toBeLessThanOrEqual(15);
+  });
+
+  test("every @tgt_ map the probes read is a map a row writes", () => {
+    const written = new Set(TARGET_ROW_MAPS.map((r) => r.map));
+    const dir = resolve(import.meta.dir, "../../probes");
+    const read = new Set<string>();
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(d, e.name));
+        else if (e.name.endsWith(".bt")) for (const m of readFileSync(join(d, e.name), "utf8").matchAll(/@(tgt_\w+)/g)) read.add(m[1]!);
+      }
+    };
+    walk(dir);
+    expect([...read].filter((m) => !written.has(m))).toEqual([]);
+  });
 });

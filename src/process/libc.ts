@@ -1,0 +1,53 @@
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+
+/**
+ * libc's syscall(2) and errno, through bun:ffi, for the few system calls Bun has no API
+ * for (pidfd_open, process_madvise, bpf). Loaded on first use; undefined where libc.so.6
+ * cannot be loaded (a musl host), and callers then say what they could not do.
+ */
+function openLibc() {
+  return dlopen("libc.so.6", {
+    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64], returns: FFIType.i64 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+    clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  });
+}
+
+let libc: ReturnType<typeof openLibc> | null | undefined;
+
+function loaded(): ReturnType<typeof openLibc> | undefined {
+  if (libc === undefined) {
+    try {
+      libc = openLibc();
+    } catch {
+      libc = null;
+    }
+  }
+  return libc ?? undefined;
+}
+
+/** Whether syscall() can be called here. */
+export function libcAvailable(): boolean {
+  return loaded() !== undefined;
+}
+
+/** syscall(nr, ...args): the raw return value, and errno when it is negative. */
+export function syscall(nr: bigint, ...args: bigint[]): { ret: number; errno: number } {
+  const l = loaded();
+  if (!l) return { ret: -1, errno: 38 /* ENOSYS */ };
+  const a = [...args, 0n, 0n, 0n, 0n, 0n];
+  const ret = Number(l.symbols.syscall(nr, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!));
+  const errnoPtr = ret < 0 ? l.symbols.__errno_location() : null;
+  return { ret, errno: errnoPtr ? read.i32(errnoPtr, 0) : 0 };
+}
+
+const CLOCK_MONOTONIC = 1;
+
+/** The kernel's monotonic clock in ns, the clock bpftrace's `nsecs` reads; undefined without libc. */
+export function monotonicNs(): bigint | undefined {
+  const l = loaded();
+  if (!l) return undefined;
+  const ts = new BigInt64Array(2);
+  if (l.symbols.clock_gettime(CLOCK_MONOTONIC, ptr(ts)) !== 0) return undefined;
+  return ts[0]! * 1_000_000_000n + ts[1]!;
+}
