@@ -32,6 +32,13 @@ const MAX_NON_GO_REMEMBERED = 4096;
  */
 export class BinaryRegistry {
   private byId: Array<GoTarget | undefined> = [];
+  /**
+   * Go binaries read but not walked (watch: profiling off), by inode, with their
+   * descriptors closed: what a kill report says of one whose process is already gone.
+   */
+  private unwalked = new Map<number, { target: GoTarget; stamp: string }>();
+  /** When each target's walk went live (monotonic ms), for reasons that say how late. */
+  private liveAt = new Map<GoTarget, number>();
   /** When each target last had a live process (watch prunes those without). */
   private lastLive = new Map<GoTarget, number>();
   /** Non-Go executables by inode, with the size and mtime that tell a reused inode apart. */
@@ -54,6 +61,16 @@ export class BinaryRegistry {
     return this.byId[id];
   }
 
+  /** Notes that these targets are walked from now on. */
+  markLive(targets: GoTarget[], atMs: number | undefined): void {
+    if (atMs !== undefined) for (const t of targets) if (!this.liveAt.has(t)) this.liveAt.set(t, atMs);
+  }
+
+  /** When a target's walk went live (monotonic ms), if it has. */
+  liveAtMs(t: GoTarget): number | undefined {
+    return this.liveAt.get(t);
+  }
+
   /** A target's id (its index in the table); -1 if it is not in it. */
   idOf(t: GoTarget): number {
     return this.byId.indexOf(t);
@@ -65,7 +82,15 @@ export class BinaryRegistry {
 
   /** An executable read before and found not to be a Go program oomprof walks. */
   knownNonGo(inode: number): boolean {
-    return this.nonGo.has(inode);
+    return this.nonGo.has(inode) || this.unwalked.has(inode);
+  }
+
+  /** What reading the executable with this inode said, if oomprof has read it. */
+  describe(inode: number): (Omit<ExecInfo, "path"> & { path?: string }) | undefined {
+    const target = this.byInode(inode) ?? this.unwalked.get(inode)?.target;
+    if (target) return { path: target.path, target };
+    const nonGo = this.nonGo.get(inode);
+    return nonGo && { why: nonGo.why };
   }
 
   /** Adds the walkable binaries not known yet; returns them (an empty list: nothing to relaunch for). */
@@ -93,6 +118,7 @@ export class BinaryRegistry {
         gone.push(t);
         this.byId[id] = undefined;
         this.lastLive.delete(t);
+        this.liveAt.delete(t);
       }
     });
     return gone;
@@ -121,10 +147,18 @@ export class BinaryRegistry {
     const stamp = `${st.size}:${st.mtimeMs}`;
     const remembered = this.nonGo.get(inode);
     if (remembered?.stamp === stamp) return { path, why: remembered.why };
+    const unwalked = this.unwalked.get(inode);
+    if (unwalked?.stamp === stamp) return { path, target: unwalked.target };
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
       const target = await discoverGoTarget(`/proc/${pid}/exe`);
       target.path = path;
+      if (!this.walkable(target)) {
+        // Never walked, so never symbolized: its descriptor is not kept.
+        target.release();
+        if (this.unwalked.size >= MAX_NON_GO_REMEMBERED) this.unwalked.clear();
+        this.unwalked.set(inode, { target, stamp });
+      }
       return { path, target };
     } catch (e) {
       const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe: `, "") : (e as Error).message;

@@ -7,6 +7,7 @@ import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import type { GeneratedScript } from "../probes/generate.ts";
 import { sessionScript, type ScriptMode } from "../probes/session-script.ts";
 import type { WalkLimits } from "../probes/walk-templates.ts";
+import { monotonicNs } from "../process/libc.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
@@ -144,8 +145,21 @@ export class ProbeSessions implements CaptureSource {
 
   /** Starts bpftrace with the initial targets and resolves with its probe count once attached. */
   start(initial: GoTarget[]): Promise<number> {
-    this.registry.add(initial);
-    return this.lifecycle.launch();
+    const added = this.registry.add(initial);
+    return this.lifecycle.launch().then((probes) => {
+      this.registry.markLive(added, monotonicMs());
+      return probes;
+    });
+  }
+
+  /** When a target's walk went live (monotonic ms), if it has. */
+  liveAtMs(t: GoTarget): number | undefined {
+    return this.registry.liveAtMs(t);
+  }
+
+  /** What oomprof read of the executable with this inode, if it has. */
+  describe(inode: number) {
+    return this.registry.describe(inode);
   }
 
   /**
@@ -160,6 +174,7 @@ export class ProbeSessions implements CaptureSource {
     for (const t of found) if (!fresh.includes(t) && !this.registry.byInode(t.inode)) this.events.onTargetAdded?.(t);
     if (!fresh.length) return this.lifecycle.settled();
     const live = () => {
+      this.registry.markLive(fresh, monotonicMs());
       for (const t of fresh) {
         this.events.onVerbose?.(`walk live for ${t.path} (${t.buildInfo.goVersion})`);
         this.events.onTargetAdded?.(t);
@@ -243,6 +258,11 @@ export class ProbeSessions implements CaptureSource {
     this.execPolicy.onRecord(r);
     this.events.onRecord?.(r, pid);
   }
+}
+
+function monotonicMs(): number | undefined {
+  const ns = monotonicNs();
+  return ns === undefined ? undefined : Number(ns / 1000n) / 1000;
 }
 
 /**

@@ -39,6 +39,8 @@ export interface VictimState {
   countsGoroutines: boolean;
   /** It still runs (not gone, not a zombie). */
   running: boolean;
+  /** Its binary, which oomprof did not walk, is still being read to say why. */
+  identifying?: boolean;
 }
 
 /**
@@ -66,5 +68,6 @@ export function readyToReport(v: VictimState, clock: { now: number; lastRecordAt
   // A victim that still runs may only be slow to die.
   if (v.running && age <= policy.notKilledGraceMs) return false;
   const walkable = c.header !== undefined || v.walkExpected;
+  if (!walkable && v.identifying) return false;
   return walkable ? idle : age > policy.nonGoSettleMs;
 }

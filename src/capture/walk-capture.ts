@@ -1,6 +1,15 @@
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { goroutineCount } from "../gobinary/runtime-layout.ts";
-import type { CounterRecord, GoroutinesRecord, OomKillProcessRecord, TriggerRecord, VictimRecord, WalkHeaderRecord, WalkRecord } from "../stream/records.ts";
+import type {
+  CounterRecord,
+  GoroutinesRecord,
+  OomKillProcessRecord,
+  TriggerRecord,
+  VictimIdentityRecord,
+  VictimRecord,
+  WalkHeaderRecord,
+  WalkRecord,
+} from "../stream/records.ts";
 
 /** What the probes said about one process, apart from its buckets. */
 interface ProcessFacts {
@@ -10,6 +19,8 @@ interface ProcessFacts {
   /** Go's own fatal out-of-memory message, when that is how it died. */
   runtimeOom?: string;
   victim?: VictimRecord;
+  /** The victim's executable and times, from its own thread at the SIGKILL. */
+  identity?: VictimIdentityRecord;
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;
   header?: WalkHeaderRecord;
@@ -45,6 +56,9 @@ export class CaptureAssembler {
         return r.pid;
       case "T":
         this.state(r.pid).trigger = r;
+        return r.pid;
+      case "I":
+        this.state(r.pid).identity ??= r;
         return r.pid;
       case "K":
         this.state(r.pid).oomKillProcess = r;

@@ -4,6 +4,9 @@ import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
 import { processCgroup } from "../cgroup/memory-cgroup.ts";
 import { processExists, stillRunning } from "../process/liveness.ts";
+import type { ExecInfo } from "../capture/binary-registry.ts";
+import { noWalkReason } from "../capture/no-walk-reason.ts";
+import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
@@ -17,6 +20,8 @@ import { requireRoot } from "../process/privileges.ts";
 import { DISABLED_HINT } from "../gobinary/go-target.ts";
 
 const MIRROR_INTERVAL_MS = 1000;
+/** How long a victim gone before it could be read waits for oomprof's read of its executable. */
+const IDENTIFY_WAIT_MS = 2000;
 
 /** A victim heard of and not reported yet, with what was read of it while it was still there. */
 interface PendingVictim {
@@ -25,6 +30,9 @@ interface PendingVictim {
   exe?: string;
   /** Its binary, when oomprof walks it: its walk is waited for. */
   target?: GoTarget;
+  /** A binary oomprof did not walk when it was killed: what reading it says, once read. */
+  info?: ExecInfo;
+  reading?: boolean;
 }
 
 /**
@@ -58,7 +66,16 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
           const victim: PendingVictim = { since: performance.now(), cgroup: processCgroup(pid) ?? null };
           try {
             victim.exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
-            victim.target = sessions.targetByInode(statSync(`/proc/${pid}/exe`).ino);
+            const inode = statSync(`/proc/${pid}/exe`).ino;
+            victim.target = sessions.targetByInode(inode);
+            // Not walked: find out what it is while it can still be read, so the report says why truly.
+            if (!victim.target) {
+              victim.reading = true;
+              void sessions
+                .inspect(pid, inode)
+                .then((info) => (victim.info = info))
+                .finally(() => (victim.reading = false));
+            }
           } catch {
             /* already gone */
           }
@@ -145,11 +162,27 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     mirror,
     placement: (pid) => ({ cgroup: pending.get(pid)?.cgroup ?? null, limitBytes: null }),
     fallback: (pid) => {
-      // A Go binary oomprof knows, whose walk had not run (not attached yet, say): say so.
-      const { exe, target } = pending.get(pid) ?? {};
-      return { exe, target, why: exe && !target ? `${exe}: not a Go program oomprof walks` : undefined };
+      const v = pending.get(pid);
+      if (!v) return {};
+      if (v.target) return { exe: v.exe, target: v.target };
+      // Read while it lived, or else known by the inode its own thread reported at the kill.
+      const identity = sessions.capture(pid)?.identity;
+      const info = v.info ?? (identity && sessions.describe(identity.inode));
+      const exe = v.exe ?? info?.path;
+      const target = info?.target;
+      const ms = (ns: bigint | undefined) => (ns === undefined ? undefined : Number(ns / 1000n) / 1000);
+      const why = noWalkReason({
+        exe,
+        info: info && { path: exe ?? "", ...info },
+        startedMs: ms(identity?.startNs),
+        killedMs: ms(identity?.killNs),
+        liveMs: target && sessions.liveAtMs(target),
+      });
+      return { exe, target, why };
     },
   });
+
+  const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;
 
   // Report each kill once its walk is whole, the process is gone, or time is up.
   const settle = setInterval(() => {
@@ -159,13 +192,18 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const state = {
         capture,
         since: victim.since,
-        walkExpected: victim.target !== undefined,
+        walkExpected: victim.target !== undefined || (capture?.identity !== undefined && sessions.targetByInode(capture.identity.inode) !== undefined),
         countsGoroutines: capture !== undefined && sessions.countsGoroutines(capture),
         running: stillRunning(pid) !== undefined,
+        // Gone before it could be read here: what it ran is known once the exec's own read is done.
+        identifying: victim.reading === true || (!victim.target && !victim.info && !described(capture) && now - victim.since < IDENTIFY_WAIT_MS),
       };
       if (!readyToReport(state, { now, lastRecordAt }, WATCH_READINESS)) continue;
       reporter.report(pid);
       pending.delete(pid);
+      // A binary read only to say why it had no walk is not kept open.
+      const read = victim.info?.target;
+      if (read && sessions.targetByInode(read.inode) !== read) read.release();
       mirror.forget(pid);
     }
     // Forget mirrors of processes that exited without being killed: at the mirror's pace,

@@ -109,7 +109,9 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   if (notKilled) reason = notKilledReason(notKilled, ctx.firstSeenMs);
   else if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
   else if (!c.header && c.victim)
-    reason = "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
+    reason =
+      ctx.noProfileReason ??
+      "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
   else if (!c.header) reason = gaps[0] ?? "the walk did not run";
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
   else if (t.memRecordWords === undefined) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);

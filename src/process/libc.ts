@@ -43,11 +43,15 @@ export function syscall(nr: bigint, ...args: bigint[]): { ret: number; errno: nu
 
 const CLOCK_MONOTONIC = 1;
 
-/** The kernel's monotonic clock in ns, the clock bpftrace's `nsecs` reads; undefined without libc. */
-export function monotonicNs(): bigint | undefined {
+function clockNs(clock: number): bigint | undefined {
   const l = loaded();
   if (!l) return undefined;
   const ts = new BigInt64Array(2);
-  if (l.symbols.clock_gettime(CLOCK_MONOTONIC, ptr(ts)) !== 0) return undefined;
+  if (l.symbols.clock_gettime(clock, ptr(ts)) !== 0) return undefined;
   return ts[0]! * 1_000_000_000n + ts[1]!;
+}
+
+/** The kernel's monotonic clock in ns, the clock bpftrace's `nsecs` reads; undefined without libc. */
+export function monotonicNs(): bigint | undefined {
+  return clockNs(CLOCK_MONOTONIC);
 }

@@ -5,7 +5,11 @@ import { z } from "zod";
 const PF_EXITING = 0x4;
 const SIGKILL_BIT = 1n << 8n;
 
-const Stat = z.object({ state: z.string().length(1), ppid: z.number().int().nonnegative(), flags: z.number().int().nonnegative() });
+const Stat = z.object({
+  state: z.string().length(1),
+  ppid: z.number().int().nonnegative(),
+  flags: z.number().int().nonnegative(),
+});
 
 export interface Liveness {
   /** The one-letter state from /proc/PID/stat (R, S, D, T...). */

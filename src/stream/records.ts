@@ -97,8 +97,20 @@ export interface NewExecutableRecord {
   execNs: bigint;
 }
 
+/** What an OOM victim's own thread said of it as it took the SIGKILL. */
+export interface VictimIdentityRecord {
+  tag: "I";
+  pid: number;
+  /** The inode of its executable. */
+  inode: number;
+  /** When it started and when it was killed: the kernel's monotonic clock, in ns. */
+  startNs: bigint;
+  killNs: bigint;
+}
+
 export type WalkRecord =
   | VictimRecord
+  | VictimIdentityRecord
   | TriggerRecord
   | OomKillProcessRecord
   | WalkHeaderRecord
@@ -199,6 +211,9 @@ export function parseRecord(text: string): WalkRecord {
     case "P":
       need(4);
       return { tag: "P", pid: dec(f[1]), inode: dec(f[2]), execNs: nanos(f[3]!) };
+    case "I":
+      need(5);
+      return { tag: "I", pid: dec(f[1]), inode: dec(f[2]), startNs: nanos(f[3]!), killNs: nanos(f[4]!) };
     case "N":
       need(5);
       return { tag: "N", pid: dec(f[1]), inode: dec(f[2]), held: dec(f[3]) === 1, execNs: nanos(f[4]!) };

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, rmSync } from "node:fs";
+import { appendFileSync, copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { DISABLED_HINT } from "../../src/gobinary/go-target.ts";
 import type { KillEvent } from "../../src/output/events.ts";
 import { testCgroup } from "../helpers/cgroup.ts";
 import { buildGoProgram } from "../helpers/go.ts";
@@ -39,11 +40,11 @@ afterAll(async () => {
 });
 
 /** Runs a binary in a small memory cgroup until it is OOM-killed; its pid and how long it lived. */
-async function killQuickly(binary: string): Promise<{ pid: number; livedMs: number }> {
+async function killQuickly(binary: string, env: Record<string, string> = FAST): Promise<{ pid: number; livedMs: number }> {
   const cg = testCgroup(LIMIT);
   try {
     const t0 = performance.now();
-    const p = Bun.spawn(cg.argv([binary]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, ...FAST } });
+    const p = Bun.spawn(cg.argv([binary]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, ...env } });
     expect(await p.exited).toBe(137);
     return { pid: p.pid, livedMs: performance.now() - t0 };
   } finally {
@@ -82,6 +83,37 @@ describe("oomprof watch: no blind spot for new binaries", () => {
       expectProfiled(await oomKillEvent(events, pid), looping);
     }
   }, 240_000);
+
+  test("a Go program killed before its walk was live is called that, with the milliseconds", async () => {
+    const instant = join(dir, "instant");
+    copyFileSync(await buildGoProgram("leaker"), instant);
+    // 256 MiB of padding after the ELF data (the kernel ignores it): oomprof reads the
+    // whole file, so this binary's walk goes live a few hundred ms after its exec.
+    appendFileSync(instant, new Uint8Array(256 << 20));
+    Bun.spawnSync(["chmod", "+x", instant]);
+    // Its first step asks for four times the limit: dead within milliseconds of starting.
+    const { pid } = await killQuickly(instant, { STEP_SLEEP_US: "0", LEAK_KIB: String(4 * (LIMIT >> 10)) });
+    const e = await oomKillEvent(events, pid);
+    expect(e.profile).toBeNull();
+    expect(e.exe).toBe(instant);
+    expect(e.go_version).toMatch(/^go1\./);
+    console.log(`reason: ${e.reason}`);
+    expect(e.reason).toMatch(
+      new RegExp(
+        `^${instant}: a Go program \\(go1\\.[0-9.]+\\) killed \\d+ ms after it started, before its walk was live \\((its walk went live \\d+ ms after it started|oomprof was still adding its walk)\\)$`,
+      ),
+    );
+  }, 60_000);
+
+  test("a Go program built without memory profiling says so, not that it is not Go", async () => {
+    const noprof = join(dir, "noprof");
+    copyFileSync(await buildGoProgram("noprof"), noprof);
+    Bun.spawnSync(["chmod", "+x", noprof]);
+    const { pid } = await killQuickly(noprof, {});
+    const e = await oomKillEvent(events, pid);
+    expect(e.profile).toBeNull();
+    expect(e.reason).toBe(`${noprof}: ${DISABLED_HINT}`);
+  }, 60_000);
 
   test("a new binary's walk went live by a table row, not by a new bpftrace", () => {
     const live = stderr.all().filter((l) => l.includes("walk live for") && l.includes(dir));
