@@ -84,6 +84,15 @@ describe("oomprof watch: no blind spot for new binaries", () => {
     }
   }, 240_000);
 
+  test("a fresh binary that asks for four times its limit at once (dead within a few hundred ms of spawn): profiled", async () => {
+    const sudden = join(dir, "sudden");
+    copyFileSync(await buildGoProgram("leaker"), sudden);
+    Bun.spawnSync(["chmod", "+x", sudden]);
+    const { pid, livedMs } = await killQuickly(sudden, { STEP_SLEEP_US: "0", LEAK_KIB: String(4 * (LIMIT >> 10)) });
+    console.log(`sudden: lived ${Math.round(livedMs)} ms from spawn`);
+    expectProfiled(await oomKillEvent(events, pid), sudden);
+  }, 60_000);
+
   test("a Go program killed before its walk was live is called that, with the milliseconds", async () => {
     const instant = join(dir, "instant");
     copyFileSync(await buildGoProgram("leaker"), instant);
