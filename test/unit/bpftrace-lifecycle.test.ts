@@ -53,6 +53,7 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
   const warnings: string[] = [];
   const lost: string[] = [];
   const records: WalkRecord[] = [];
+  const attachedLog: string[] = [];
   const lifecycle = new BpftraceLifecycle({
     host,
     script: (limits, nonce) => {
@@ -69,8 +70,9 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
     initialBuckets: 20_000,
     retireGraceMs: 400,
     retireSettleMs: 20,
+    onAttached: (s, nonce) => attachedLog.push(`${nonce}: attached; ${sessions.filter((o) => o !== s && !o.stopped).length} other running`),
   });
-  return { lifecycle, sessions, warnings, lost, records };
+  return { lifecycle, sessions, warnings, lost, records, attachedLog };
 }
 
 const tick = () => Bun.sleep(0);
@@ -220,5 +222,26 @@ describe("bpftrace lifecycle", () => {
     await tick();
     await lifecycle.stop();
     expect(sessions.every((s) => s.stopped)).toBe(true);
+  });
+
+  test("a new bpftrace is told it attached before the old one is retired, with its script's nonce", async () => {
+    const ctx = await attached();
+    await replace(ctx);
+    // The second is filled with rows added since its script was made while the first still runs.
+    expect(ctx.attachedLog).toEqual(["1: attached; 0 other running", "2: attached; 1 other running"]);
+  });
+
+  test("relaunchSoon: asks within the delay share one relaunch", async () => {
+    const { lifecycle, sessions } = await attached();
+    lifecycle.relaunchSoon(30);
+    lifecycle.relaunchSoon(30);
+    expect(sessions).toHaveLength(1);
+    await Bun.sleep(60);
+    expect(sessions).toHaveLength(2);
+    sessions[1]!.attach(5);
+    await lifecycle.settled();
+    lifecycle.relaunchSoon(30);
+    await Bun.sleep(60);
+    expect(sessions).toHaveLength(3);
   });
 });
