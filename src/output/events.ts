@@ -56,7 +56,9 @@ export const KillEvent = z.object({
     .number()
     .int()
     .nullable()
-    .describe("goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown (or, stripped, its runtime variables cannot be found)"),
+    .describe(
+      "goroutines at death, counted as runtime.NumGoroutine does; null where the Go release's layout is unknown (or, stripped, its runtime variables cannot be found)",
+    ),
   goroutines_upper_bound: z.boolean().describe("true when GOMAXPROCS exceeded what the probe sums: goroutines is then an upper bound"),
   anon_rss_kb: z.number().int().nullable(),
   file_rss_kb: z.number().int().nullable(),
