@@ -37,6 +37,8 @@ export class BinaryRegistry {
    * descriptors closed: what a kill report says of one whose process is already gone.
    */
   private unwalked = new Map<number, { target: GoTarget; stamp: string }>();
+  /** Reads under way, by inode and stamp. */
+  private reading = new Map<string, Promise<ExecInfo>>();
   /** When each target's walk went live (monotonic ms), for reasons that say how late. */
   private liveAt = new Map<GoTarget, number>();
   /** When each target last had a live process (watch prunes those without). */
@@ -97,7 +99,14 @@ export class BinaryRegistry {
   add(found: GoTarget[]): GoTarget[] {
     const fresh: GoTarget[] = [];
     for (const t of found) {
-      if (!this.walkable(t) || this.byInode(t.inode) || fresh.some((f) => f.inode === t.inode)) continue;
+      if (!this.walkable(t)) continue;
+      const known = this.byInode(t.inode) ?? fresh.find((f) => f.inode === t.inode);
+      if (known) {
+        // Read twice (two bpftraces overlapping in a relaunch both report an exec): the
+        // second copy's descriptor would pin the file, a deleted one's blocks included.
+        if (known !== t) t.release();
+        continue;
+      }
       fresh.push(t);
     }
     this.byId.push(...fresh);
@@ -149,6 +158,18 @@ export class BinaryRegistry {
     if (remembered?.stamp === stamp) return { path, why: remembered.why };
     const unwalked = this.unwalked.get(inode);
     if (unwalked?.stamp === stamp) return { path, target: unwalked.target };
+    // One read per file at a time: callers asking meanwhile share it.
+    const key = `${inode}:${stamp}`;
+    let reading = this.reading.get(key);
+    if (!reading) {
+      reading = this.read(pid, inode, path, stamp).finally(() => this.reading.delete(key));
+      this.reading.set(key, reading);
+    }
+    const info = await reading;
+    return { ...info, path };
+  }
+
+  private async read(pid: number, inode: number, path: string, stamp: string): Promise<ExecInfo> {
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
       const target = await discoverGoTarget(`/proc/${pid}/exe`);

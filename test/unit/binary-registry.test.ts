@@ -54,4 +54,24 @@ describe("BinaryRegistry", () => {
     }
     expect((await r.inspect(sleeper.pid, 1)).why).toBe("exited before it could be read");
   });
+
+  test("two reads of one binary at once share one; a second copy added is let go", async () => {
+    const r = new BinaryRegistry(() => true);
+    const p = Bun.spawn([await buildGoProgram("leaker")], { env: { ...process.env, STEP_SLEEP_US: "100000" }, stdout: "ignore" });
+    try {
+      await Bun.sleep(100);
+      const { ino } = statSync(`/proc/${p.pid}/exe`);
+      const [a, b] = await Promise.all([r.inspect(p.pid, ino), r.inspect(p.pid, ino)]);
+      expect(a.target).toBeDefined();
+      expect(b.target).toBe(a.target!);
+      // A copy read apart (by another path) is not kept open when the first is already known.
+      const copy = await discoverGoTarget(`/proc/${p.pid}/exe`);
+      expect(r.add([a.target!, copy])).toEqual([a.target!]);
+      expect(() => copy.readElf()).toThrow("no longer watched");
+      expect(() => a.target!.readElf()).not.toThrow();
+    } finally {
+      p.kill("SIGKILL");
+      await p.exited;
+    }
+  });
 });
