@@ -104,10 +104,16 @@ export class BpftraceLifecycle {
 
   /** Starts a bpftrace (the first, or again after one died); resolves with its probe count once attached. */
   async launch(): Promise<number> {
-    for (;;) {
+    for (let vanished = 0; ;) {
       try {
         return await this.launchOnce();
       } catch (e) {
+        // A binary deleted between writing the script and bpftrace reading it: its uprobe
+        // cannot attach, and the next script leaves it out.
+        if (/uprobe target file .* does not exist/.test((e as Error).message) && ++vanished <= 3) {
+          this.o.events.onVerbose?.(`a binary was deleted while bpftrace started; starting it again without that binary's uprobe`);
+          continue;
+        }
         // An older or stricter verifier than the one these bounds were measured on:
         // halve the loop bounds and try again rather than capture nothing.
         const msg = (e as Error).message;

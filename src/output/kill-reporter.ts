@@ -58,7 +58,8 @@ export class KillReporter {
     const target = walked ?? exec?.target ?? fallback?.target;
     const { event, sites } = reportKill(capture, {
       target,
-      symbolizer: target ? this.symbolizer(target) : undefined,
+      // Only a walk gives something to symbolize.
+      symbolizer: target && capture.header ? this.symbolizer(target) : undefined,
       outDir: this.o.outDir,
       lostEvents: captures.lostEvents,
       ...this.o.placement(pid),

@@ -1,5 +1,5 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, copyFileSync, readdirSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, copyFileSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { testCgroup } from "../helpers/cgroup.ts";
 import { oomKilledUnderWatch, oomKillEvent } from "../helpers/watch.ts";
@@ -9,10 +9,19 @@ import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
 
 setDefaultTimeout(180_000);
 
-/** Processes holding a descriptor to the file with this inode (a deleted one included). */
-function holdersOf(inode: number): number[] {
+/**
+ * Processes of this watch (it and its bpftraces) holding a descriptor to the file with this
+ * inode (a deleted one included). Another oomprof on the host is not this test's business.
+ */
+function holdersOf(inode: number, watchPid: number): number[] {
   const out: number[] = [];
+  const ours = (pid: string) => Number(pid) === watchPid || readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1] === String(watchPid);
   for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (!ours(pid)) continue;
+    } catch {
+      continue;
+    }
     try {
       for (const fd of readdirSync(`/proc/${pid}/fd`)) {
         try {
@@ -60,8 +69,8 @@ describe("oomprof watch where binaries come and go", () => {
       await log.waitFor((l) => l.includes("no longer walking") && l.includes(deleted) && l.includes(returning), 60_000);
       // Let go once the bpftrace that still had its row is replaced (after a grace period).
       const deadline = Date.now() + 30_000;
-      while (holdersOf(deletedInode).length && Date.now() < deadline) await Bun.sleep(250);
-      expect(holdersOf(deletedInode)).toEqual([]);
+      while (holdersOf(deletedInode, watch.pid).length && Date.now() < deadline) await Bun.sleep(250);
+      expect(holdersOf(deletedInode, watch.pid)).toEqual([]);
 
       // Runs again: read and walked again, and its OOM kill is profiled.
       const kill = await oomKilledUnderWatch(events, [returning], 96 << 20, { STEP_SLEEP_US: "8000" });

@@ -244,4 +244,17 @@ describe("bpftrace lifecycle", () => {
     await Bun.sleep(60);
     expect(sessions).toHaveLength(3);
   });
+
+  test("a binary deleted while bpftrace starts: it starts again (its next script leaves the uprobe out)", async () => {
+    const { lifecycle, sessions } = setup();
+    const launched = lifecycle.launch();
+    sessions[0]!.fail(
+      new Error("bpftrace exited before attaching its probes: x.bt:1-9: ERROR: uprobe target file '/tmp/l/t0' does not exist or is not executable"),
+    );
+    await tick();
+    await tick();
+    expect(sessions).toHaveLength(2);
+    sessions[1]!.attach(5);
+    expect(await launched).toBe(5);
+  });
 });
