@@ -199,8 +199,16 @@ export class ProbeSessions implements CaptureSource {
     const gone = this.registry.prune(liveInodes, config().pruneAfterMs, now);
     if (!gone.length) return;
     this.events.onVerbose?.(`no longer walking ${gone.length} binaries without processes: ${gone.map((t) => t.path).join(", ")}`);
-    // Released once the bpftrace that still has their rows is replaced (a kill meanwhile
-    // can still be symbolized through them).
+    // Out of the running bpftrace's table and its executables seen at once, so one that
+    // runs again is read again with no window; a relaunch then drops their uprobes (which
+    // pin the file), and they are released once it is done (a kill meanwhile can still be
+    // symbolized through them).
+    const session = this.lifecycle.currentSession;
+    try {
+      if (session) this.rows.remove(session.pid, gone);
+    } catch (e) {
+      this.events.onVerbose?.(`cannot take rows out of bpftrace's table (${(e as Error).message}); the relaunch will`);
+    }
     this.lifecycle
       .relaunch()
       .then(() => new Promise((r) => setTimeout(r, 5000)))

@@ -1,5 +1,5 @@
 import type { GoTarget } from "../gobinary/go-target.ts";
-import { kernelMapName, TARGET_ROW_MAPS, targetRowWrites } from "../probes/target-table.ts";
+import { EXEC_SEEN_MAP, kernelMapName, TARGET_ROW_MAPS, targetRowWrites } from "../probes/target-table.ts";
 import { BpfError, BpfMap, words } from "../process/bpf-maps.ts";
 
 /**
@@ -20,6 +20,29 @@ export class TargetRowWriter {
       const writes = targetRowWrites(t, id);
       writes.sort((a, b) => Number(a.map === "tgt_id") - Number(b.map === "tgt_id"));
       for (const w of writes) maps.get(w.map)!.update(words(w.key), words(w.value));
+    }
+  }
+
+  /**
+   * Takes targets out of a running bpftrace's table, and out of the executables it has
+   * seen (watch's exec_seen, keyed by inode and size), so that a binary that runs again
+   * is read again. Throws a BpfError if it cannot.
+   */
+  remove(bpftracePid: number, targets: readonly GoTarget[]): void {
+    const maps = this.mapsOf(bpftracePid);
+    for (const t of targets) {
+      const key = words(t.inode);
+      // The id first: the walk takes a row as absent once tgt_id is gone.
+      maps.get("tgt_id")!.delete(key);
+      for (const [name, m] of maps) if (name !== "tgt_id") m.delete(key);
+    }
+    const seen = BpfMap.findByName(bpftracePid, [kernelMapName(EXEC_SEEN_MAP)]).get(kernelMapName(EXEC_SEEN_MAP));
+    if (!seen) return;
+    try {
+      const gone = new Set(targets.map((t) => BigInt(t.inode)));
+      for (const k of seen.keys()) if (gone.has(new DataView(k.buffer).getBigUint64(0, true))) seen.delete(k);
+    } finally {
+      seen.close();
     }
   }
 

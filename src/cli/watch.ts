@@ -167,7 +167,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       if (v.target) return { exe: v.exe, target: v.target };
       // Read while it lived, or else known by the inode its own thread reported at the kill.
       const identity = sessions.capture(pid)?.identity;
-      const info = v.info ?? (identity && sessions.describe(identity.inode));
+      // What oomprof's own read of the executable said wins over a read that came too late.
+      const info = (identity && sessions.describe(identity.inode)) ?? v.info;
       const exe = v.exe ?? info?.path;
       const target = info?.target;
       const ms = (ns: bigint | undefined) => (ns === undefined ? undefined : Number(ns / 1000n) / 1000);

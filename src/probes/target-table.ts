@@ -12,6 +12,9 @@ import { comment, fill, joinFragments, PROBES, type Fill, type TrustedFragment }
 /** One assignment line of target-row.bt: `@map[(uint64){{INODE}}] = {{PLACEHOLDER}};`. */
 const ROW_LINE = /^\s*@(\w+)\[\(uint64\)\{\{INODE\}\}\] = \{\{([A-Z][A-Z0-9_]*)\}\};$/;
 
+/** watch's executables seen, keyed by (inode, size) (probes/common/exec-notify.bt, exec-hold.bt). */
+export const EXEC_SEEN_MAP = "exec_seen";
+
 /** bpftrace names a map `AT_<name>` in the kernel, cut at 15 characters. */
 export const KERNEL_MAP_NAME_MAX = 15;
 export function kernelMapName(name: string): string {

@@ -19,6 +19,7 @@ const SYS_BPF = process.arch === "arm64" ? 280n : 321n;
 const BPF_MAP_LOOKUP_ELEM = 1n;
 const BPF_MAP_UPDATE_ELEM = 2n;
 const BPF_MAP_DELETE_ELEM = 3n;
+const BPF_MAP_GET_NEXT_KEY = 4n;
 const BPF_MAP_GET_FD_BY_ID = 14n;
 const BPF_OBJ_GET_INFO_BY_FD = 15n;
 /** Big enough for every bpf_attr member used here; the kernel checks the rest is zero. */
@@ -139,6 +140,28 @@ export class BpfMap {
     const r = this.call(BPF_MAP_DELETE_ELEM, key);
     if (r.ret < 0 && r.errno !== ENOENT) throw new BpfError(`cannot delete from BPF map ${this.name} (errno ${r.errno})`);
     return r.ret >= 0;
+  }
+
+  /** Every key in the map now (a snapshot: the map may change meanwhile). */
+  keys(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let key: Uint8Array | undefined;
+    for (;;) {
+      const next = new Uint8Array(this.keySize);
+      const attr = new Uint8Array(ATTR_BYTES);
+      const v = new DataView(attr.buffer);
+      v.setUint32(0, this.fd, true);
+      // No key asks for the first one.
+      if (key) v.setBigUint64(8, BigInt(ptr(key)), true);
+      v.setBigUint64(16, BigInt(ptr(next)), true);
+      const r = bpf(BPF_MAP_GET_NEXT_KEY, attr);
+      if (r.ret < 0) {
+        if (r.errno === ENOENT) return out;
+        throw new BpfError(`cannot list BPF map ${this.name} (errno ${r.errno})`);
+      }
+      out.push(next);
+      key = next;
+    }
   }
 
   close(): void {
