@@ -9,7 +9,7 @@ import type { ExecInfo } from "./binary-registry.ts";
 export interface UnwalkedVictim {
   exe: string | undefined;
   /** What reading its binary said; undefined when it was not read. */
-  info: ExecInfo | undefined;
+  info: Pick<ExecInfo, "target" | "why"> | undefined;
   /** When it started, when it was killed, and when its binary's walk went live: ms since boot. */
   startedMs?: number;
   killedMs?: number;

@@ -7,7 +7,7 @@ import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import type { GeneratedScript } from "../probes/generate.ts";
 import { sessionScript, type ScriptMode } from "../probes/session-script.ts";
 import type { WalkLimits } from "../probes/walk-templates.ts";
-import { monotonicNs } from "../process/libc.ts";
+import { monotonicMs } from "../process/libc.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
@@ -266,11 +266,6 @@ export class ProbeSessions implements CaptureSource {
     this.execPolicy.onRecord(r);
     this.events.onRecord?.(r, pid);
   }
-}
-
-function monotonicMs(): number | undefined {
-  const ns = monotonicNs();
-  return ns === undefined ? undefined : Number(ns / 1000n) / 1000;
 }
 
 /**

@@ -59,7 +59,7 @@ export class TargetRowWriter {
   private mapsOf(pid: number): Map<string, BpfMap> {
     let maps = this.open.get(pid);
     if (maps) return maps;
-    const wanted = new Map(TARGET_ROW_MAPS.filter((r) => r.placeholder !== "INODE").map((r) => [kernelMapName(r.map), r.map]));
+    const wanted = new Map(TARGET_ROW_MAPS.map((r) => [kernelMapName(r.map), r.map]));
     const found = BpfMap.findByName(pid, [...wanted.keys()]);
     maps = new Map([...found].map(([kernelName, m]) => [wanted.get(kernelName)!, m]));
     const missing = [...wanted.values()].filter((name) => !maps!.has(name));

@@ -6,6 +6,7 @@ import { processCgroup } from "../cgroup/memory-cgroup.ts";
 import { processExists, stillRunning } from "../process/liveness.ts";
 import type { ExecInfo } from "../capture/binary-registry.ts";
 import { noWalkReason } from "../capture/no-walk-reason.ts";
+import { nsToMs } from "../process/libc.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
@@ -171,12 +172,11 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const info = (identity && sessions.describe(identity.inode)) ?? v.info;
       const exe = v.exe ?? info?.path;
       const target = info?.target;
-      const ms = (ns: bigint | undefined) => (ns === undefined ? undefined : Number(ns / 1000n) / 1000);
       const why = noWalkReason({
         exe,
-        info: info && { path: exe ?? "", ...info },
-        startedMs: ms(identity?.startNs),
-        killedMs: ms(identity?.killNs),
+        info,
+        startedMs: identity && nsToMs(identity.startNs),
+        killedMs: identity && nsToMs(identity.killNs),
         liveMs: target && sessions.liveAtMs(target),
       });
       return { exe, target, why };

@@ -58,7 +58,7 @@ export function targetRowValues(t: GoTarget | undefined, id: number): Record<str
 /** The writes that add a binary's row to a running bpftrace: map name, key (its inode), value. */
 export function targetRowWrites(t: GoTarget, id: number): Array<{ map: string; key: bigint; value: bigint }> {
   const values = targetRowValues(t, id);
-  return TARGET_ROW_MAPS.filter((r) => r.placeholder !== "INODE").map((r) => ({ map: r.map, key: BigInt(t.inode), value: BigInt(values[r.placeholder]!) }));
+  return TARGET_ROW_MAPS.map((r) => ({ map: r.map, key: BigInt(t.inode), value: BigInt(values[r.placeholder]!) }));
 }
 
 /**

@@ -55,3 +55,14 @@ function clockNs(clock: number): bigint | undefined {
 export function monotonicNs(): bigint | undefined {
   return clockNs(CLOCK_MONOTONIC);
 }
+
+/** Nanoseconds as milliseconds, microsecond-exact. */
+export function nsToMs(ns: bigint): number {
+  return Number(ns / 1000n) / 1000;
+}
+
+/** The monotonic clock in ms; undefined without libc. */
+export function monotonicMs(): number | undefined {
+  const ns = monotonicNs();
+  return ns === undefined ? undefined : nsToMs(ns);
+}
