@@ -150,9 +150,21 @@ export function buildHostGo(name: string, go = process.env.OOMPROF_GO ?? "go"): 
   return { path: out, goVersion: v };
 }
 
-/** Builds test/go/<name> with the Debian 13 root's Go into .cache/bench/debian13/<name>. */
-export function buildDebian13Go(name: string): { path: string; goVersion: string } {
-  const outDir = join(BENCH_DIR, "debian13");
+/** The Debian roots scripts/debian-root builds: trixie (Debian 13) and sid (unstable). */
+export type DebianRelease = "trixie" | "sid";
+export const SID_ROOT = process.env.OOMPROF_SID_ROOT ?? "/var/cache/oomprof/sid";
+export const DEBIAN_ROOTS: Record<DebianRelease, string> = { trixie: TRIXIE_ROOT, sid: SID_ROOT };
+
+/** Runs the rest of an argv inside a Debian root (scripts/in-debian). */
+export function inDebian(release: DebianRelease): string[] {
+  return [join(ROOT, "scripts", "in-debian"), "--release", release, "--"];
+}
+
+/** Builds test/go/<name> with a Debian root's Go into .cache/bench/<dir>/<name>. */
+export function buildDebianGo(release: DebianRelease, name: string): { path: string; goVersion: string } {
+  // trixie's builds keep the directory they always had.
+  const tag = release === "trixie" ? "debian13" : release;
+  const outDir = join(BENCH_DIR, tag);
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, name);
   const p = Bun.spawnSync(
@@ -161,11 +173,10 @@ export function buildDebian13Go(name: string): { path: string; goVersion: string
       "-k",
       "5",
       "600",
-      IN_DEBIAN13,
-      "--",
+      ...inDebian(release),
       "env",
-      `GOCACHE=${join(ROOT, ".cache", "gocache-debian13")}`,
-      `GOPATH=${join(ROOT, ".cache", "gopath-debian13")}`,
+      `GOCACHE=${join(ROOT, ".cache", `gocache-${tag}`)}`,
+      `GOPATH=${join(ROOT, ".cache", `gopath-${tag}`)}`,
       "CGO_ENABLED=0",
       "go",
       "build",
@@ -175,14 +186,24 @@ export function buildDebian13Go(name: string): { path: string; goVersion: string
     ],
     { cwd: join(ROOT, "test", "go", name), stderr: "pipe", stdout: "pipe" },
   );
-  if (p.exitCode !== 0) die(`go build ${name} in the Debian 13 root failed: ${p.stderr.toString()}${p.stdout.toString()}`);
-  const v = Bun.spawnSync(["timeout", "60", IN_DEBIAN13, "--", "go", "version"], { stderr: "pipe" }).stdout.toString().trim().split(" ")[2] ?? "?";
+  if (p.exitCode !== 0) die(`go build ${name} in the ${release} root failed: ${p.stderr.toString()}${p.stdout.toString()}`);
+  const v =
+    Bun.spawnSync(["timeout", "60", ...inDebian(release), "go", "version"], { stderr: "pipe" })
+      .stdout.toString()
+      .trim()
+      .split(" ")[2] ?? "?";
   return { path: out, goVersion: v };
 }
 
-export function bpftraceVersion(inDebian13: boolean): string {
-  const argv = inDebian13
-    ? ["timeout", "60", IN_DEBIAN13, "--", "bpftrace", "--version"]
+/** Builds test/go/<name> with the Debian 13 root's Go into .cache/bench/debian13/<name>. */
+export function buildDebian13Go(name: string): { path: string; goVersion: string } {
+  return buildDebianGo("trixie", name);
+}
+
+/** bpftrace's version on the host, or in a Debian root. */
+export function bpftraceVersion(release?: DebianRelease): string {
+  const argv = release
+    ? ["timeout", "60", ...inDebian(release), "bpftrace", "--version"]
     : ["timeout", "30", process.env.OOMPROF_BPFTRACE ?? "bpftrace", "--version"];
   const out = Bun.spawnSync(argv, { stderr: "pipe" }).stdout.toString().trim();
   return out.replace(/^bpftrace v?/, "") || "?";

@@ -10,7 +10,10 @@ import { UserError } from "../errors.ts";
  */
 export interface MemoryCgroup {
   version: 1 | 2;
+  /** Its directory. */
   path: string;
+  /** Its path within the hierarchy, as /proc/PID/cgroup and oomprof's events show it ("/oomprof-..."). */
+  name: string;
   limitBytes: number;
   /** The file a pid is written to, to move that process into the cgroup. */
   procsFile: string;
@@ -69,7 +72,7 @@ export function createMemoryCgroup(limitBytes: number): MemoryCgroup {
       writeFileSync(join(path, "memory.max"), String(limitBytes));
       // No swap: the limit must produce an OOM kill, not swapping.
       if (existsSync(join(path, "memory.swap.max"))) writeFileSync(join(path, "memory.swap.max"), "0");
-      return handle(2, path, limitBytes);
+      return handle(2, path, limitBytes, v2);
     }
     if (existsSync(join(V1_ROOT, "memory.limit_in_bytes"))) {
       const path = join(V1_ROOT, name);
@@ -82,7 +85,7 @@ export function createMemoryCgroup(limitBytes: number): MemoryCgroup {
           /* swap accounting off */
         }
       }
-      return handle(1, path, limitBytes);
+      return handle(1, path, limitBytes, V1_ROOT);
     }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -92,10 +95,11 @@ export function createMemoryCgroup(limitBytes: number): MemoryCgroup {
   throw new UserError("--limit needs a memory cgroup controller (cgroup v2 memory.max or v1 memory.limit_in_bytes), and this host has neither");
 }
 
-function handle(version: 1 | 2, path: string, limitBytes: number): MemoryCgroup {
+function handle(version: 1 | 2, path: string, limitBytes: number, root: string): MemoryCgroup {
   return {
     version,
     path,
+    name: path.slice(root.length),
     limitBytes,
     procsFile: join(path, "cgroup.procs"),
     remove() {
@@ -113,7 +117,12 @@ function handle(version: 1 | 2, path: string, limitBytes: number): MemoryCgroup 
   };
 }
 
-/** The cgroup a process is in, as /proc/PID/cgroup lists it (v2 line first, else memory). */
+/** The directory of a cgroup named as /proc/PID/cgroup names it, on whichever hierarchy has the memory controller. */
+export function memoryCgroupDir(name: string): string {
+  return join(v2RootWithMemory() ?? V1_ROOT, name);
+}
+
+/** The cgroup a process is in, as /proc/PID/cgroup lists it (the memory hierarchy's line, else v2's). */
 export function processCgroup(pid: number): string | undefined {
   // A zombie has been moved to the root cgroup: its path would say nothing.
   if (!liveState(pid)) return undefined;

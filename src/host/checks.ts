@@ -1,3 +1,4 @@
+import { markVictimHasCounters, TRACEFS_ROOTS } from "./tracepoint-format.ts";
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { release } from "node:os";
 import { config } from "../config.ts";
@@ -94,9 +95,12 @@ const CAPS = { CAP_SYS_PTRACE: 19, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 
 type CapName = keyof typeof CAPS;
 
 /** The capabilities oomprof's work needs; before Linux 5.8 CAP_SYS_ADMIN covered BPF and perf. */
-function neededCaps(h: HostView): CapName[] {
+function neededCaps(h: HostView, eff: bigint | undefined): CapName[] {
   const last = Number(h.read("/proc/sys/kernel/cap_last_cap")?.trim() ?? "40");
-  const names: CapName[] = ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"];
+  // The kernel accepts CAP_SYS_ADMIN wherever it asks for CAP_BPF or CAP_PERFMON (and they
+  // do not exist before Linux 5.8): with it, they are not needed (deploy/ grants only it).
+  const hasSysAdmin = eff !== undefined && ((eff >> BigInt(CAPS.CAP_SYS_ADMIN)) & 1n) === 1n;
+  const names: CapName[] = [...(hasSysAdmin ? [] : (["CAP_BPF", "CAP_PERFMON"] as const)), "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"];
   return names.filter((c) => CAPS[c] <= last);
 }
 
@@ -108,7 +112,7 @@ function effectiveCaps(h: HostView): bigint | undefined {
 export function checkPrivileges(h: HostView): CheckResult {
   const name = "privileges";
   const eff = effectiveCaps(h);
-  const needed = neededCaps(h);
+  const needed = neededCaps(h, eff);
   const missing = eff === undefined ? needed : needed.filter((c) => ((eff >> BigInt(CAPS[c])) & 1n) === 0n);
   const who = h.euid === 0 ? "root (uid 0)" : `uid ${h.euid}${h.userName(h.euid) ? ` (${h.userName(h.euid)})` : ""}`;
   if (h.euid === 0 && missing.length === 0) return { name, status: "ok", found: `${who} with ${needed.join(", ")}` };
@@ -176,8 +180,6 @@ export function checkBpftrace(h: HostView): { result: CheckResult; found: Bpftra
   return { result: { name, status: "ok", found: `bpftrace ${version.text} at ${path}${fromEnv ? " (from OOMPROF_BPFTRACE)" : ""}` }, found: { path, version } };
 }
 
-const TRACEFS_ROOTS = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-
 /** Where tracefs' events are, if anywhere. */
 function tracefsRoot(h: HostView): { root?: string; denied?: string } {
   let denied: string | undefined;
@@ -197,7 +199,13 @@ function exitKeepsMm(h: HostView, root: string | undefined): boolean {
 export function checkWalk(h: HostView, bt: BpftraceFinding): CheckResult {
   const name = "walk";
   if (!bt.version) return { name, status: "fail", found: "cannot be chosen without a working bpftrace", fix: "fix bpftrace first (above)" };
-  const host = { path: bt.path ?? "bpftrace", version: bt.version, hasOomKillProcessKprobe: false, exitKeepsMm: exitKeepsMm(h, tracefsRoot(h).root) };
+  const host = {
+    path: bt.path ?? "bpftrace",
+    version: bt.version,
+    hasOomKillProcessKprobe: false,
+    exitKeepsMm: exitKeepsMm(h, tracefsRoot(h).root),
+    markVictimCounters: true,
+  };
   // As generateScript does for one target.
   const walk = chooseWalk(bt.version);
   const points = walkAttachPoints(host, walk.name);
@@ -213,8 +221,6 @@ export function checkTracefs(h: HostView): CheckResult {
 }
 
 const TRACEPOINTS = ["oom:mark_victim", "signal:signal_deliver", "sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_free"];
-/** Fields of oom:mark_victim that probes/oom/mark-victim.bt reads. */
-const MARK_VICTIM_FIELDS = ["pid", "comm", "total_vm", "anon_rss", "file_rss", "shmem_rss", "oom_score_adj"];
 
 export function checkTracepoints(h: HostView): CheckResult {
   const name = "tracepoints";
@@ -234,16 +240,14 @@ export function checkTracepoints(h: HostView): CheckResult {
     };
   }
   const format = h.read(`${root}/events/oom/mark_victim/format`);
-  if (format !== undefined) {
-    const lacking = MARK_VICTIM_FIELDS.filter((f) => !new RegExp(`field:[^;]*\\b${f}(\\[\\d*\\])?;`).test(format));
-    if (lacking.length) {
-      return {
-        name,
-        status: "fail",
-        found: `oom:mark_victim lacks the fields ${lacking.join(", ")} that oomprof reads`,
-        fix: "use a newer kernel (its oom:mark_victim carries comm and the rss counters)",
-      };
-    }
+  if (format !== undefined && !markVictimHasCounters(format)) {
+    // Captures do not need the counters: the walk runs in the victim's own threads.
+    return {
+      name,
+      status: "warn",
+      found: `${TRACEPOINTS.join(", ")}; oom:mark_victim has only pid (a kernel before the 2024 change), so events carry no RSS at death`,
+      fix: "nothing needed for profiles; a kernel with the extended oom:mark_victim (6.8+, or 6.1.y/6.6.y stable updates) adds the RSS counters",
+    };
   }
   return { name, status: "ok", found: TRACEPOINTS.join(", ") };
 }

@@ -5,11 +5,13 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { readBuildInfo } from "../../src/gobinary/buildinfo.ts";
 import { ElfFile } from "../../src/gobinary/elf.ts";
+import { HEAP_STATS_GENERATIONS, memStatsLayout } from "../../src/gobinary/memstats-layout.ts";
 import { goroutineLayout } from "../../src/gobinary/runtime-layout.ts";
 
 /**
  * The goroutine count at death reads runtime.schedt and runtime.p at offsets from a
- * per-release table. This checks the table against the DWARF of real builds, with
+ * per-release table, and the memory breakdown runtime.gcControllerState, runtime.mstats
+ * and runtime.heapStatsDelta at offsets from another. This checks the table against the DWARF of real builds, with
  * every toolchain in OOMPROF_GO_LIST, for amd64 and arm64: test/go/runtime-offsets
  * reads the offsets with Go's own debug/dwarf.
  */
@@ -31,6 +33,15 @@ const Offsets = z.object({
   schedNgsys: Field,
   pGFreeN: Field,
   allpLenOffset: z.number().int(),
+  memStats: z.object({
+    heapInUse: Field,
+    mappedReady: Field,
+    stacksSys: Field,
+    heapStats: Field,
+    heapStatsCount: z.number().int(),
+    deltaSize: z.number().int(),
+    inStacks: Field,
+  }),
 });
 
 function build(go: string, dir: string, out: string, env: Record<string, string> = {}): void {
@@ -48,7 +59,7 @@ const reader = join(work, "runtime-offsets-bin");
 cpSync(join(ROOT, "test", "go", "runtime-offsets"), readerSrc, { recursive: true });
 build(goList[0]!, readerSrc, reader);
 
-describe.each(goList)("goroutine layout table against DWARF, %s", (go) => {
+describe.each(goList)("goroutine and memstats layout tables against DWARF, %s", (go) => {
   for (const goarch of ["amd64", "arm64"]) {
     test(goarch, () => {
       const src = join(work, `leaker-${goList.indexOf(go)}-${goarch}`);
@@ -70,6 +81,23 @@ describe.each(goList)("goroutine layout table against DWARF, %s", (go) => {
       // The probe reads each as an int32, and allp's length one word in.
       expect([dwarf.schedGFreeN.size, dwarf.schedGFreeN2?.size ?? 4, dwarf.schedNgsys.size, dwarf.pGFreeN.size, dwarf.allpLenOffset]).toEqual([4, 4, 4, 4, 8]);
       expect(layout.allglen).toBe(elf.symbol("runtime.allglen")!.value);
+
+      const ms = memStatsLayout(elf, dwarf.goVersion);
+      if (!ms) throw new Error(`no memstats layout for ${dwarf.goVersion}: add it to src/gobinary/memstats-layout.ts`);
+      const d = dwarf.memStats;
+      expect({ ...ms, gcController: undefined, memstats: undefined }).toEqual({
+        gcController: undefined,
+        memstats: undefined,
+        heapInUse: d.heapInUse.offset,
+        mappedReady: d.mappedReady.offset,
+        stacksSys: d.stacksSys.offset,
+        heapStats: d.heapStats.offset,
+        deltaSize: d.deltaSize,
+        inStacks: d.inStacks.offset,
+      });
+      // Read as 8-byte words, the ring of three generations.
+      expect([d.heapInUse.size, d.mappedReady.size, d.stacksSys.size, d.inStacks.size, d.heapStatsCount]).toEqual([8, 8, 8, 8, HEAP_STATS_GENERATIONS]);
+      expect([ms.gcController, ms.memstats]).toEqual([elf.symbol("runtime.gcController")!.value, elf.symbol("runtime.memstats")!.value]);
     });
   }
 });

@@ -317,8 +317,11 @@ for (const go of goList) {
       const checker = join(checkerDir, "checker");
       await goBuild(go, checkerDir, checker, []);
       const toolDir = Bun.spawnSync([go, "env", "GOTOOLDIR"], { env: goEnv() }).stdout.toString().trim();
-      // A toolchain run inside the Debian 13 root reports paths inside that root.
-      const inRoot = join(process.env.OOMPROF_TRIXIE_ROOT ?? "/var/cache/oomprof/trixie", toolDir, "compile");
+      // A toolchain run inside a Debian root (13, or unstable's) reports paths inside that root.
+      const rootDir = go.includes("/scripts/sid/")
+        ? (process.env.OOMPROF_SID_ROOT ?? "/var/cache/oomprof/sid")
+        : (process.env.OOMPROF_TRIXIE_ROOT ?? "/var/cache/oomprof/trixie");
+      const inRoot = join(rootDir, toolDir, "compile");
       const compile = existsSync(join(toolDir, "compile")) ? join(toolDir, "compile") : inRoot;
       const proc = Bun.spawn([checker, compile], { stdout: "pipe", stderr: "pipe" });
       const [code, tsv, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);

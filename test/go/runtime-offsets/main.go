@@ -48,6 +48,22 @@ type Result struct {
 	Vars       map[string]Var `json:"vars"`
 	// A slice header is {ptr, len, cap}, one word each: allp's len is at +8 on 64-bit.
 	AllpLenOffset int64 `json:"allpLenOffset"`
+	// What runtime.readmemstats_m reads for HeapInuse, StackSys and Sys-HeapReleased.
+	MemStats MemStatsOffsets `json:"memStats"`
+}
+
+// MemStatsOffsets locates, inside runtime.gcControllerState and runtime.mstats, the
+// fields oomprof's memory breakdown reads. Wrappers (atomic.Uint64) are unwrapped to
+// their value.
+type MemStatsOffsets struct {
+	HeapInUse   Field `json:"heapInUse"`   // gcController.heapInUse (MemStats.HeapInuse)
+	MappedReady Field `json:"mappedReady"` // gcController.mappedReady (MemStats.Sys - HeapReleased)
+	StacksSys   Field `json:"stacksSys"`   // memstats.stacks_sys
+	// memstats.heapStats.stats, an array of heapStatsDelta; their inStacks summed is StackInuse.
+	HeapStats      Field `json:"heapStats"`
+	HeapStatsCount int64 `json:"heapStatsCount"`
+	DeltaSize      int64 `json:"deltaSize"`
+	InStacks       Field `json:"inStacks"` // in heapStatsDelta
 }
 
 func main() {
@@ -132,6 +148,9 @@ func run(path string) error {
 				r.AllpLenOffset = fl.ByteOffset
 			}
 		}
+	}
+	if r.MemStats, err = memStatsOffsets(types); err != nil {
+		return err
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
@@ -241,4 +260,57 @@ func goarch(bi *buildinfo.BuildInfo, f *elf.File) string {
 		}
 	}
 	return map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64"}[f.Machine]
+}
+
+func memStatsOffsets(types map[string]dwarf.Type) (MemStatsOffsets, error) {
+	var m MemStatsOffsets
+	gc, err := structNamed(types, "runtime.gcControllerState")
+	if err != nil {
+		return m, err
+	}
+	ms, err := structNamed(types, "runtime.mstats")
+	if err != nil {
+		return m, err
+	}
+	delta, err := structNamed(types, "runtime.heapStatsDelta")
+	if err != nil {
+		return m, err
+	}
+	if m.HeapInUse, err = valueOf(gc, "heapInUse"); err != nil {
+		return m, err
+	}
+	if m.MappedReady, err = valueOf(gc, "mappedReady"); err != nil {
+		return m, err
+	}
+	if m.StacksSys, err = valueOf(ms, "stacks_sys"); err != nil {
+		return m, err
+	}
+	if m.HeapStats, err = field(ms, "heapStats.stats"); err != nil {
+		return m, err
+	}
+	arr, ok := m.HeapStats.typ.(*dwarf.ArrayType)
+	if !ok {
+		return m, fmt.Errorf("mstats.heapStats.stats is %s, not an array", m.HeapStats.Type)
+	}
+	m.HeapStatsCount, m.DeltaSize = arr.Count, skipTypedefs(arr.Type).Size()
+	if skipTypedefs(arr.Type).String() != "struct runtime.heapStatsDelta" {
+		return m, fmt.Errorf("mstats.heapStats.stats holds %s", arr.Type)
+	}
+	if m.InStacks, err = field(delta, "inStacks"); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// valueOf is field, unwrapped down to the value when the field is a wrapper struct
+// (atomic.Uint64 is {_ noCopy; _ align64; v uint64}).
+func valueOf(s *dwarf.StructType, path string) (Field, error) {
+	f, err := field(s, path)
+	if err != nil {
+		return f, err
+	}
+	if w, ok := f.typ.(*dwarf.StructType); ok {
+		return field(s, path+"."+valueField(w))
+	}
+	return f, nil
 }
