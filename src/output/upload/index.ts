@@ -11,7 +11,7 @@ import type { UploadTarget } from "./url.ts";
  * the retry policy in retry.ts.
  */
 
-export { defaultAppName, type UploadMeta } from "./meta.ts";
+export { containerLabels, defaultAppName, type UploadMeta } from "./meta.ts";
 export { encodeWriteRawRequest, PARCA_WRITE_RAW_PATH } from "./parca.ts";
 export { pyroscopeName } from "./pyroscope.ts";
 export type { UploadOptions, UploadResult } from "./retry.ts";

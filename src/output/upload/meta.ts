@@ -1,3 +1,4 @@
+import type { ContainerFields } from "../../cgroup/process-placement.ts";
 /** What an upload says about the profile, and the labels both servers get from it. */
 export interface UploadMeta {
   /** Application name; empty means `oomprof.<comm>`. */
@@ -38,4 +39,19 @@ function labelName(k: string): string {
   let key = k.replace(/[^A-Za-z0-9_]/g, "_");
   if (/^[0-9]/.test(key)) key = `_${key}`;
   return key.startsWith("__") || key === "service_name" ? "" : key;
+}
+
+/**
+ * Who died, as labels, so a fleet's profiles can be found by pod: Kubernetes' own label
+ * names where it has one (`namespace`, `pod`), and only what is known.
+ */
+export function containerLabels(c: ContainerFields | null): Record<string, string> {
+  if (!c) return {};
+  const labels: Record<string, string> = { container_runtime: c.runtime };
+  if (c.id) labels.container_id = c.id;
+  if (c.pod_uid) labels.pod_uid = c.pod_uid;
+  if (c.qos_class) labels.qos_class = c.qos_class;
+  if (c.pod_name) labels.pod = c.pod_name;
+  if (c.pod_namespace) labels.namespace = c.pod_namespace;
+  return labels;
 }
