@@ -73,15 +73,17 @@ function sum(...rs: Record4[]): Record4 {
 }
 
 /**
- * runtime/pprof's scaleHeapSample: a bucket sampled at `rate` bytes stands for
- * 1/(1-exp(-avgSize/rate)) times its recorded count and size.
+ * runtime/pprof's scaleHeapSample (runtime/pprof/protomem.go, unchanged from Go 1.19 to
+ * 1.27): a bucket sampled at `rate` bytes stands for 1/(1-exp(-avgSize/rate)) times its
+ * recorded count and size, converted back with int64(), which truncates: rounding made
+ * many stacks one byte or object larger than the program's own profile.
  */
 export function scaleHeapSample(count: number, size: number, rate: number): [number, number] {
   if (count <= 0 || size <= 0) return [0, 0];
   if (rate <= 1) return [count, size];
   const avg = size / count;
   const scale = 1 / (1 - Math.exp(-avg / rate));
-  return [Math.round(count * scale), Math.round(size * scale)];
+  return [Math.trunc(count * scale), Math.trunc(size * scale)];
 }
 
 /**

@@ -1,6 +1,7 @@
 import { gzipSync } from "node:zlib";
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from "pprof-format";
 import type { SourceFrame, Symbolizer } from "../symbolize/types.ts";
+import { pprofStack } from "./stack-rules.ts";
 import { DEFAULT_SAMPLE_TYPE, SAMPLE_TYPES, type HeapSample } from "./heap-views.ts";
 
 export interface ProfileMeta {
@@ -84,7 +85,8 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
     }
     return ids;
   };
-  const sample = samples.map((h) => new Sample({ locationId: stackLocations(h.stack), value: h.values }));
+  const innermost = (returnPc: number) => framesFor(returnPc)[0]?.function;
+  const sample = samples.map((h) => new Sample({ locationId: stackLocations(pprofStack(h.stack, innermost)), value: h.values }));
   return new Profile({
     sampleType: SAMPLE_TYPES.map(([type, unit]) => new ValueType({ type: s(type), unit: s(unit) })),
     sample,

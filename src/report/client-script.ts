@@ -98,8 +98,8 @@ export const CLIENT_SCRIPT = String.raw`
       if (ancestor) cls += " anc";
       if (node.inl) cls += " inl";
       if (st.query) cls += matches(node) ? " match" : " dim";
-      var label = w * width / 100 > 26 ? esc(node.name) : "";
-      html.push('<div class="' + cls + '" data-id="' + node.id + '" style="left:' + left.toFixed(4) + "%;width:" + w.toFixed(4) + "%;top:" + depth * ROW + "px;background:" + color(node) + '">' + label + "</div>");
+      var label = esc(fitLabel(node.name, Math.floor((w * width / 100 - 8) / CHAR_PX)));
+      html.push('<div class="' + cls + '" data-id="' + node.id + '" title="' + esc(node.name) + '" style="left:' + left.toFixed(4) + "%;width:" + w.toFixed(4) + "%;top:" + depth * ROW + "px;background:" + color(node) + '">' + label + "</div>");
       if (depth > maxDepth) maxDepth = depth;
     }
     var chain = [];
@@ -195,6 +195,19 @@ export const CLIENT_SCRIPT = String.raw`
     els.detail.appendChild(b);
     els.detail.appendChild(document.createTextNode("  " + parts.join("  \u00b7  ")));
     els.detail.className = "detail";
+  }
+
+  // Frame labels are cut from the left: the import path goes first, then the front of
+  // what is left, so the function's own name stays readable ("…(*Head).Append").
+  var CHAR_PX = 7.3;
+  function fitLabel(name, chars) {
+    if (chars < 4) return "";
+    if (name.length <= chars) return name;
+    var paren = name.indexOf("(");
+    var slash = name.lastIndexOf("/", paren >= 0 ? paren : name.length);
+    var short = slash >= 0 ? name.slice(slash + 1) : name;
+    if (short.length <= chars) return short;
+    return "\u2026" + short.slice(short.length - chars + 1);
   }
 
   function esc(s) {

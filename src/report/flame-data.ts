@@ -199,6 +199,42 @@ export function foldProfile(p: Profile): FlameData {
   };
 }
 
+/** One function's growth between a base profile and a later one, in one sample type. */
+export interface GrowthRow {
+  name: string;
+  file: string;
+  /** Flat value (innermost frame) in the base, and in the later profile. */
+  base: number;
+  later: number;
+}
+
+export interface ProfileGrowth {
+  /** The sample type compared (the later profile's default view). */
+  sampleType: SampleTypeInfo;
+  /** Seconds between the two profiles' times, or null when either has none. */
+  seconds: number | null;
+  /** Functions whose flat value grew, most first: what `go tool pprof -top -diff_base` lists first. */
+  rows: GrowthRow[];
+}
+
+/**
+ * What grew between a base profile and a later one of the same program, by innermost
+ * function (the top tables foldProfile built): undefined when the two do not share the
+ * later one's default sample type.
+ */
+export function profileGrowth(base: FlameData, later: FlameData): ProfileGrowth | undefined {
+  const sampleType = later.sampleTypes[later.defaultIndex];
+  const i = base.sampleTypes.findIndex((t) => t.type === sampleType?.type && t.unit === sampleType.unit);
+  if (!sampleType || i < 0) return undefined;
+  const before = new Map(base.top.map((e) => [e.name, e.flat[i]!]));
+  const rows = later.top
+    .map((e) => ({ name: e.name, file: e.file, base: before.get(e.name) ?? 0, later: e.flat[later.defaultIndex]! }))
+    .filter((r) => r.later > r.base)
+    .sort((a, b) => b.later - b.base - (a.later - a.base));
+  const seconds = base.timeMs !== null && later.timeMs !== null && later.timeMs > base.timeMs ? (later.timeMs - base.timeMs) / 1000 : null;
+  return { sampleType, seconds, rows };
+}
+
 function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
 }

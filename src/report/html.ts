@@ -1,5 +1,7 @@
+import { formatBytes, formatPercent } from "../output/format.ts";
+import { isMemoryComment, parseMemoryComment, type MemoryComment } from "../profile/memory-comment.ts";
 import { CLIENT_SCRIPT } from "./client-script.ts";
-import type { FlameData, FlameNode } from "./flame-data.ts";
+import type { FlameData, FlameNode, ProfileGrowth } from "./flame-data.ts";
 
 /**
  * The report as one self-contained HTML page: styles and script inline, the data as
@@ -11,7 +13,12 @@ import type { FlameData, FlameNode } from "./flame-data.ts";
 export interface ReportPageOptions {
   /** Where the profile came from, shown in the header. */
   source: string;
+  /** A base profile from before it (`X.base.pb.gz` beside `X.pb.gz`) and what grew since. */
+  base?: { source: string; growth: ProfileGrowth };
 }
+
+/** Functions listed in the growth table. */
+const GROWTH_ROWS = 20;
 
 /** Compact page data: strings deduplicated, nodes as arrays (see client-script.ts). */
 interface PageData {
@@ -62,10 +69,13 @@ export function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
+const HEAP_AT = /^oomprof: heap at (.+)$/;
+
 const CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
 export function renderReportHtml(data: FlameData, opts: ReportPageOptions): string {
-  const victim = data.comments.map((c) => /^oomprof: heap at (.+)$/.exec(c)?.[1]).find((v) => v !== undefined);
+  // The capture's own line is the title: not repeated among the comments.
+  const victim = data.comments.map((c) => HEAP_AT.exec(c)?.[1]).find((v) => v !== undefined);
   const title = victim ? `Heap at ${victim}` : "Heap profile";
   const when =
     data.timeMs !== null
@@ -78,6 +88,7 @@ export function renderReportHtml(data: FlameData, opts: ReportPageOptions): stri
   facts.push(`<span><b>profile</b> ${escapeHtml(opts.source)}</span>`);
   if (when) facts.push(`<span><b>taken</b> ${escapeHtml(when)}</span>`);
   if (data.binary) facts.push(`<span><b>binary</b> ${escapeHtml(data.binary)}</span>`);
+  if (opts.base) facts.push(`<span><b>base</b> ${escapeHtml(opts.base.source)}</span>`);
   if (data.period > 0 && data.periodType)
     facts.push(`<span><b>sampling</b> every ${data.period.toLocaleString("en-US")} ${escapeHtml(data.periodType.unit)} allocated</span>`);
 
@@ -101,9 +112,11 @@ document.addEventListener("securitypolicyviolation", function () {
 <header>
   <h1><span class="brand">oomprof</span> ${escapeHtml(title)}</h1>
   <div class="facts">${facts.join("")}</div>
-  ${commentsHtml(data.comments)}
+  ${commentsHtml(data.comments.filter((c) => !HEAP_AT.test(c) && !isMemoryComment(c)))}
+  ${memoryHtml(parseMemoryComment(data.comments))}
 </header>
 <main>
+  ${opts.base ? growthHtml(opts.base.growth) : ""}
   <section class="controls">
     <label>View <select id="sample-type"></select></label>
     <span class="spacer"></span>
@@ -134,6 +147,27 @@ document.addEventListener("securitypolicyviolation", function () {
 `;
 }
 
+/**
+ * What grew since the base profile, by innermost function: the page's diff view, a static
+ * table (what `go tool pprof -top -diff_base BASE PROFILE` lists first).
+ */
+function growthHtml(g: ProfileGrowth): string {
+  const bytes = g.sampleType.unit === "bytes";
+  const fmt = (v: number) => (bytes ? formatBytes(v) : v.toLocaleString("en-US"));
+  const when = g.seconds !== null ? ` in the ${g.seconds.toFixed(1)} s before this profile` : " since the base profile";
+  const rows = g.rows.slice(0, GROWTH_ROWS).map((r) => {
+    const rate = g.seconds ? `${fmt(Math.round((r.later - r.base) / g.seconds))}/s` : "";
+    const file = r.file ? `<span class="file">${escapeHtml(r.file)}</span>` : "";
+    return `<tr><td class="num">+${escapeHtml(fmt(r.later - r.base))}</td><td class="num">${escapeHtml(rate)}</td><td class="num">${escapeHtml(fmt(r.base))}</td><td class="num">${escapeHtml(fmt(r.later))}</td><td class="fn">${escapeHtml(r.name)}${file}</td></tr>`;
+  });
+  const body = rows.length ? rows.join("") : `<tr><td class="empty" colspan="5">nothing grew</td></tr>`;
+  return `<section class="table growth" id="growth">
+    <h2>Grew fastest${escapeHtml(when)}</h2>
+    <p class="note">${escapeHtml(g.sampleType.type)} by innermost function, against the base profile.</p>
+    <table><thead><tr><th>Grew</th><th>Per second</th><th>At base</th><th>Now</th><th class="fn">Function</th></tr></thead><tbody>${body}</tbody></table>
+  </section>`;
+}
+
 /** The profile's comments as "key: value" rows; a partial capture stands out. */
 function commentsHtml(comments: string[]): string {
   if (comments.length === 0) return "";
@@ -145,6 +179,43 @@ function commentsHtml(comments: string[]): string {
     return `<tr${cls}><th>${escapeHtml(key)}</th><td>${escapeHtml(value)}</td></tr>`;
   });
   return `<table class="comments">${rows.join("")}</table>`;
+}
+
+/** The parts of RSS, in the order the bar shows them, with their colour class. */
+const MEMORY_PARTS = [
+  ["heap_inuse_bytes", "Go heap", "HeapInuse: spans holding heap objects (live, or garbage not yet swept)"],
+  ["stacks_bytes", "goroutine stacks", "StackSys"],
+  [
+    "runtime_other_bytes",
+    "Go runtime",
+    "free heap pages not yet returned to the OS, and the runtime's own structures (MSpanSys, MCacheSys, BuckHashSys, GCSys, OtherSys)",
+  ],
+  ["not_go_bytes", "outside Go", "RSS less all the runtime mapped: cgo, syscall.Mmap, mapped files, the binary's pages (at least this much)"],
+] as const;
+
+/** Where the memory went: a bar of RSS split into the runtime's parts, and a row per part. */
+function memoryHtml(m: MemoryComment | undefined): string {
+  if (!m || m.heap_inuse_bytes === null || m.stacks_bytes === null || m.runtime_other_bytes === null) return "";
+  const parts = MEMORY_PARTS.map(([key, name, what], i) => ({ name, what, bytes: m[key], cls: `m${i}` })).filter((p) => p.bytes !== null);
+  const whole = Math.max(
+    m.rss_bytes ?? 0,
+    parts.reduce((sum, p) => sum + Math.max(0, p.bytes!), 0),
+  );
+  const bar = parts
+    .filter((p) => p.bytes! > 0)
+    .map(
+      (p) =>
+        `<span class="${p.cls}" style="width:${((100 * p.bytes!) / whole).toFixed(2)}%" title="${escapeHtml(`${p.name} ${formatBytes(p.bytes!)}`)}"></span>`,
+    )
+    .join("");
+  const rows = parts.map((p) => {
+    const share = m.rss_bytes ? formatPercent(p.bytes! / m.rss_bytes) : "";
+    const name = p.bytes! < 0 ? "mapped by Go but not resident" : p.name;
+    const bytes = formatBytes(Math.abs(p.bytes!));
+    return `<tr><th><span class="sw ${p.cls}"></span>${escapeHtml(name)}</th><td>${escapeHtml(bytes)}</td><td>${escapeHtml(share)}</td><td class="what">${escapeHtml(p.what)}</td></tr>`;
+  });
+  const rss = m.rss_bytes === null ? "RSS unknown" : `RSS ${formatBytes(m.rss_bytes)}`;
+  return `<section class="memory" id="memory"><h2>Where the memory went <span class="desc">${escapeHtml(rss)}, as the Go runtime accounts for it</span></h2><div class="membar">${bar}</div><table>${rows.join("")}</table></section>`;
 }
 
 const STYLE = `
@@ -163,6 +234,17 @@ h2 { font-size: 16px; margin: 0 0 4px; }
 .facts { display: flex; flex-wrap: wrap; gap: 4px 20px; color: var(--muted); font-size: 13px; }
 .facts b { color: var(--fg); font-weight: 600; margin-right: 4px; }
 .facts span { overflow-wrap: anywhere; }
+section.memory { margin-top: 12px; }
+section.memory h2 { font-size: 14px; margin: 0 0 6px; }
+section.memory h2 .desc { color: var(--muted); font-weight: 400; }
+.membar { display: flex; height: 14px; border: 1px solid var(--line); border-radius: 3px; overflow: hidden; max-width: 720px; background: var(--panel); }
+.membar span { display: block; height: 100%; }
+section.memory table { border-collapse: collapse; font-size: 13px; margin-top: 6px; }
+section.memory th { text-align: left; font-weight: 600; padding: 1px 12px 1px 0; white-space: nowrap; }
+section.memory td { padding: 1px 12px 1px 0; font-family: var(--mono); font-size: 12.5px; white-space: nowrap; }
+section.memory td.what { font-family: inherit; color: var(--muted); white-space: normal; }
+section.memory .sw { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
+.m0 { background: #c2410c; } .m1 { background: #2563eb; } .m2 { background: #7c3aed; } .m3 { background: #64748b; }
 table.comments { margin-top: 10px; border-collapse: collapse; font-size: 13px; }
 table.comments th { text-align: left; color: var(--muted); font-weight: 600; padding: 1px 12px 1px 0; vertical-align: top; white-space: nowrap; }
 table.comments td { font-family: var(--mono); font-size: 12.5px; padding: 1px 0; overflow-wrap: anywhere; }
@@ -197,6 +279,8 @@ main { padding: 14px 24px 40px; }
 .sw.main { background: hsl(18, 82%, 66%); } .sw.std { background: hsl(46, 70%, 70%); } .sw.mod { background: hsl(115, 42%, 70%); }
 .sw.rt { background: hsl(208, 48%, 78%); } .sw.inl { background: #ddd; box-shadow: inset 0 -2px 0 rgba(0,0,0,.25); }
 section.table { margin-top: 26px; }
+section.table.growth { margin: 0 0 22px; }
+section.growth th, section.growth tbody tr { cursor: default; }
 .note { color: var(--muted); font-size: 13px; margin: 0 0 8px; }
 section.table table { border-collapse: collapse; width: 100%; font-size: 13px; }
 section.table th { text-align: right; font-weight: 600; padding: 6px 10px; border-bottom: 2px solid var(--line); cursor: pointer; white-space: nowrap; position: sticky; top: 0; background: var(--bg); }

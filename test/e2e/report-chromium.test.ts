@@ -151,12 +151,16 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
   test("the page rendered: the leak is a frame of the graph and a row of the table", () => {
     expect(dom).toContain('data-rendered="1"');
     // A drawn frame (a div of the graph), not just the embedded JSON.
-    expect(dom).toMatch(/<div class="fr[^"]*" data-id="\d+" style="[^"]*">main\.leakStep<\/div>/);
+    expect(dom).toMatch(/<div class="fr[^"]*" data-id="\d+" title="main\.leakStep" style="[^"]*">main\.leakStep<\/div>/);
     expect(dom).toMatch(/<td class="fn">main\.leakStep<span class="file">[^<]*main\.go<\/span><\/td>/);
     // scratch is inlined into churnStep in the leaker: its frame is marked as inlined.
-    expect(dom).toMatch(/<div class="fr inl" data-id="\d+" style="[^"]*">main\.scratch<\/div>/);
-    // The header carries the profile's comments: the victim, its Go version, completeness.
-    expect(dom).toContain(`heap at OOM kill of pid ${kill.pid} (leaker)`);
+    expect(dom).toMatch(/<div class="fr inl" data-id="\d+" title="main\.scratch" style="[^"]*">main\.scratch<\/div>/);
+    // The header: the victim (as its title), then the profile's other comments: its Go version, completeness.
+    expect(dom).toContain(`Heap at OOM kill of pid ${kill.pid} (leaker)`);
+    // Once: the title, not again among the comments.
+    expect(dom.split(`OOM kill of pid ${kill.pid} (leaker)`).length - 1).toBe(2); // <title> and <h1>
+    // No goexit row: runtime/pprof drops it, and so does oomprof.
+    expect(dom).not.toContain(">runtime.goexit<");
     expect(dom).toContain("<th>go</th><td>go1.");
     expect(dom).toMatch(/<th>capture<\/th><td>\d+ buckets, complete<\/td>/);
   });
@@ -277,5 +281,32 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
     expect(png.length).toBeGreaterThan(10 * 1024);
     // IHDR: 1280 wide.
     expect(png.readUInt32BE(16)).toBe(1280);
+  });
+});
+
+describe("oomprof report on a program with long import paths, in a narrow window", () => {
+  const ENGINE = "github.com/example-organization/a-rather-long-repository-name/internal/storage/engine";
+  let dom: string;
+
+  beforeAll(async () => {
+    const longpaths = await buildGoProgram("longpaths");
+    const dir = tempDir("oomprof-report-long-");
+    const run = await runOomprof(["run", "--limit", "96M", "--out", dir, "--events", "-", "--", longpaths]);
+    const k = run.events.find((e) => e.event === "oom_kill");
+    if (k?.event !== "oom_kill" || !k.profile) throw new Error(`no profile; status ${run.status}; stderr:\n${run.stderr}`);
+    const reportPath = join(dir, "report.html");
+    const r = await runOomprof(["report", k.profile, "-o", reportPath]);
+    if (r.status !== 0) throw new Error(`oomprof report failed (${r.status}): ${r.stderr}`);
+    // 640 px: the leak's frame, the whole width, holds about 80 characters of its 103.
+    const d = await runChromium(["--dump-dom", "--window-size=640,900"], `file://${reportPath}`);
+    if (d.status !== 0) throw new Error(`chromium --dump-dom failed (${d.status}): ${d.stderr.slice(-2000)}`);
+    dom = d.stdout;
+  });
+
+  test("labels are cut from the left: the import path goes, the function's own name stays", () => {
+    const label = new RegExp(`title="${ENGINE.replace(/[./()*]/g, "\\$&")}\\.\\(\\*Store\\)\\.Append" style="[^"]*">([^<]*)</div>`).exec(dom)?.[1];
+    expect(label).toBe("engine.(*Store).Append");
+    // Nothing is cut at its end into an unreadable prefix.
+    expect(dom).not.toMatch(/>github\.com\/[^<]{0,40}…</);
   });
 });

@@ -15,8 +15,12 @@ describe("scaleHeapSample (runtime/pprof's unsampling)", () => {
   test("small objects at the default rate scale up by 1/(1-exp(-avg/rate))", () => {
     const [n, b] = scaleHeapSample(10, 10 * 1024, 512 * 1024);
     const scale = 1 / (1 - Math.exp(-1024 / (512 * 1024)));
-    expect(n).toBe(Math.round(10 * scale));
-    expect(b).toBe(Math.round(10240 * scale));
+    // Truncated, as Go's int64() conversion does.
+    expect(n).toBe(Math.trunc(10 * scale));
+    expect(b).toBe(Math.trunc(10240 * scale));
+    expect(scaleHeapSample(1, 1, 2)).toEqual([2, 2]);
+    // 1/(1-exp(-0.5)) = 2.54...: 2, not 3.
+    expect(scaleHeapSample(1, 512 * 1024, 1024 * 1024)).toEqual([2, Math.trunc(512 * 1024 * (1 / (1 - Math.exp(-0.5))))]);
   });
 });
 

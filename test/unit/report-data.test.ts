@@ -5,7 +5,8 @@ import { gzipSync } from "node:zlib";
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from "pprof-format";
 import { UserError } from "../../src/errors.ts";
 import { SAMPLE_TYPES, VIEW_INDEX } from "../../src/profile/heap-views.ts";
-import { decodeProfile, foldProfile, type FlameNode } from "../../src/report/flame-data.ts";
+import { memoryComment, parseMemoryComment } from "../../src/profile/memory-comment.ts";
+import { decodeProfile, foldProfile, profileGrowth, type FlameNode } from "../../src/report/flame-data.ts";
 import { pageData, renderReportHtml, scriptSafeJson } from "../../src/report/html.ts";
 import { runOomprof, tempDir } from "../helpers/oomprof.ts";
 
@@ -29,7 +30,7 @@ function values(space: number, objects: number): number[] {
  * lines, innermost first), and main.other, which recurses back into main.main once.
  * One location has no line records at all.
  */
-function testProfile(opts: { evilName?: string; comments?: string[] } = {}): Profile {
+function testProfile(opts: { evilName?: string; comments?: string[]; helperSpace?: number; timeNanos?: bigint } = {}): Profile {
   const st = new StringTable();
   const s = (v: string) => st.dedup(v);
   const fn = (id: number, name: string) => new PFunction({ id, name: s(name), systemName: s(name), filename: s("/src/app/main.go"), startLine: id * 10 });
@@ -41,7 +42,7 @@ function testProfile(opts: { evilName?: string; comments?: string[] } = {}): Pro
     new Location({ id: 4, mappingId: 1, address: 0x4abc, line: [] }),
   ];
   const samples = [
-    new Sample({ locationId: [1, 2], value: values(1000, 10) }),
+    new Sample({ locationId: [1, 2], value: values(opts.helperSpace ?? 1000, 10) }),
     new Sample({ locationId: [3, 2], value: values(300, 3) }),
     new Sample({ locationId: [1, 2], value: values(200, 2) }),
     new Sample({ locationId: [4, 2], value: values(50, 1) }),
@@ -54,7 +55,7 @@ function testProfile(opts: { evilName?: string; comments?: string[] } = {}): Pro
     location: locations,
     function: functions,
     stringTable: st,
-    timeNanos: 1_764_163_742_000_000_000n,
+    timeNanos: opts.timeNanos ?? 1_764_163_742_000_000_000n,
     periodType: new ValueType({ type: s("space"), unit: s("bytes") }),
     period: 524288,
     comment: (opts.comments ?? ["oomprof: heap at OOM kill of pid 1234 (app)", "go: go1.22.1", "capture: 5 buckets, complete"]).map(s),
@@ -207,6 +208,52 @@ describe("renderReportHtml", () => {
     expect(JSON.parse(m![1]!).names).toContain(evil);
     expect(scriptSafeJson({ a: "</script>" })).toBe('{"a":"\\u003c/script\\u003e"}');
   });
+
+  test("shows where the memory went, from the profile's memory comment", () => {
+    const MiB = 1 << 20;
+    const figures = { heap_inuse_bytes: 100 * MiB, stacks_bytes: 20 * MiB, runtime_other_bytes: 10 * MiB, not_go_bytes: 70 * MiB };
+    const line = memoryComment(200 * MiB, figures);
+    expect(parseMemoryComment(["go: go1.22.1", line])).toEqual({ rss_bytes: 200 * MiB, ...figures });
+    // Unknown figures travel as unknown, and a malformed line is no breakdown at all.
+    expect(parseMemoryComment([memoryComment(null, { ...figures, not_go_bytes: null })])).toEqual({ rss_bytes: null, ...figures, not_go_bytes: null });
+    expect(parseMemoryComment([line.replace("stacks=", "stack=")])).toBeUndefined();
+    expect(parseMemoryComment([line.replace(/heap_inuse=\d+/, "heap_inuse=1e9")])).toBeUndefined();
+
+    const page = renderReportHtml(foldProfile(decodeProfile(gz(testProfile({ comments: ["go: go1.22.1", line] })), "m.pb.gz")), { source: "m.pb.gz" });
+    const section = /<section class="memory" id="memory">.*?<\/section>/s.exec(page)?.[0] ?? "";
+    expect(section).toContain("RSS 200.0 MiB");
+    // One bar segment per part, each its share of RSS.
+    expect([...section.matchAll(/style="width:([\d.]+)%"/g)].map((m) => m[1])).toEqual(["50.00", "10.00", "5.00", "35.00"]);
+    expect(section).toMatch(/goroutine stacks<\/th><td>20.0 MiB<\/td><td>10.0%<\/td>/);
+    expect(section).toMatch(/outside Go<\/th><td>70.0 MiB<\/td><td>35.0%<\/td>/);
+    // The machine line is not repeated among the comments.
+    expect(page).not.toContain("memory bytes:");
+    // Without the comment (older profiles), no section.
+    expect(html).not.toContain('class="memory"');
+  });
+});
+
+describe("growth against a base profile", () => {
+  const later = foldProfile(decodeProfile(gz(testProfile()), "x.pb.gz"));
+  const base = foldProfile(decodeProfile(gz(testProfile({ helperSpace: 100, timeNanos: 1_764_163_738_000_000_000n })), "x.base.pb.gz"));
+
+  test("functions whose flat value grew in the default view, most first, over the seconds between the two", () => {
+    const g = profileGrowth(base, later)!;
+    expect(g.sampleType.type).toBe("inuse_space");
+    expect(g.seconds).toBe(4);
+    expect(g.rows).toEqual([{ name: "main.helper", file: "/src/app/main.go", base: 300, later: 1200 }]);
+  });
+
+  test("the page shows it as a table above the graph", () => {
+    const html = renderReportHtml(later, { source: "/x.pb.gz", base: { source: "/x.base.pb.gz", growth: profileGrowth(base, later)! } });
+    expect(html).toContain("<b>base</b> /x.base.pb.gz");
+    const table = html.slice(html.indexOf('<section class="table growth"'), html.indexOf('<section class="controls">'));
+    expect(table).toContain("Grew fastest in the 4.0 s before this profile");
+    expect(table).toMatch(
+      /<td class="num">\+900 B<\/td><td class="num">225 B\/s<\/td><td class="num">300 B<\/td><td class="num">1\.2 KiB<\/td><td class="fn">main\.helper/,
+    );
+    expect(renderReportHtml(later, { source: "/x.pb.gz" })).not.toContain('id="growth"');
+  });
 });
 
 describe("oomprof report (CLI)", () => {
@@ -228,6 +275,19 @@ describe("oomprof report (CLI)", () => {
     const r = await runOomprof(["report", good, "-o", out]);
     expect(r.status).toBe(0);
     expect(readFileSync(out, "utf8")).toStartWith("<!DOCTYPE html>");
+  });
+
+  test("a base profile beside it: the page shows what grew since", async () => {
+    const profile = join(dir, "app-99-20261126T132902Z.pb.gz");
+    writeFileSync(profile, gz(testProfile()));
+    writeFileSync(profile.replace(/\.pb\.gz$/, ".base.pb.gz"), gz(testProfile({ helperSpace: 100, timeNanos: 1_764_163_738_000_000_000n })));
+    const r = await runOomprof(["report", profile]);
+    expect(r.status).toBe(0);
+    const html = readFileSync(profile.replace(/\.pb\.gz$/, ".html"), "utf8");
+    expect(html).toContain("Grew fastest in the 4.0 s before this profile");
+    // The base's own report has no base.
+    expect(await runOomprof(["report", profile.replace(/\.pb\.gz$/, ".base.pb.gz")])).toMatchObject({ status: 0 });
+    expect(readFileSync(profile.replace(/\.pb\.gz$/, ".base.html"), "utf8")).not.toContain("Grew fastest");
   });
 
   const notGzip = join(dir, "notes.pb.gz");

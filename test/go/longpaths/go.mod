@@ -1,0 +1,3 @@
+module github.com/example-organization/a-rather-long-repository-name
+
+go 1.18

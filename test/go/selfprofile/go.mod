@@ -1,0 +1,3 @@
+module example.com/selfprofile
+
+go 1.18
