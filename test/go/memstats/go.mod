@@ -1,0 +1,3 @@
+module example.com/memstats
+
+go 1.18
