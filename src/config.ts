@@ -23,6 +23,8 @@ export interface Config {
   pruneCheckMs: number;
   /** OOMPROF_RECORD_STREAM: a file to append bpftrace's raw output to (debugging, test fixtures). */
   recordStream: string | undefined;
+  /** OOMPROF_MARK_VICTIM: `pid-only` generates the probe for kernels whose oom:mark_victim has only pid (tests it on newer ones). */
+  markVictim: "pid-only" | undefined;
   /** NO_COLOR: no colours on a terminal. */
   noColor: boolean;
   /** One line per variable that was set to something unusable and so ignored. */
@@ -42,11 +44,12 @@ const Env = z.object({
   OOMPROF_PRUNE_AFTER_MS: Millis.optional(),
   OOMPROF_PRUNE_CHECK_MS: TimerMillis.optional(),
   OOMPROF_RECORD_STREAM: z.string().optional(),
+  OOMPROF_MARK_VICTIM: z.literal("pid-only", { error: "the only value is pid-only" }).optional(),
   NO_COLOR: z.string().optional(),
 });
 
 export const DEFAULT_PRUNE_AFTER_MS = 60_000;
-export const DEFAULT_PRUNE_CHECK_MS = 15_000;
+export const DEFAULT_PRUNE_CHECK_MS = 30_000;
 
 /**
  * The configuration an environment gives. An unusable value falls back to its default
@@ -79,6 +82,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pruneAfterMs: v.OOMPROF_PRUNE_AFTER_MS ?? DEFAULT_PRUNE_AFTER_MS,
     pruneCheckMs: v.OOMPROF_PRUNE_CHECK_MS ?? DEFAULT_PRUNE_CHECK_MS,
     recordStream: v.OOMPROF_RECORD_STREAM,
+    markVictim: v.OOMPROF_MARK_VICTIM,
     noColor: v.NO_COLOR !== undefined,
     warnings,
   };

@@ -146,10 +146,12 @@ export class BinaryRegistry {
     let st;
     try {
       st = statSync(`/proc/${pid}/exe`);
-    } catch {
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM") return { path, why: "its /proc/PID/exe cannot be read: permission denied (oomprof needs CAP_SYS_PTRACE)" };
       return { path, why: "exited before it could be read" };
     }
-    if (st.ino !== inode) return { path, why: "exec'd again before it could be read" };
+    if (st.ino !== inode) return { path, why: EXECD_AGAIN };
     // A target's inode cannot be reused while oomprof holds its descriptor, but a non-Go
     // executable's can once it is deleted: size and mtime tell a new file apart (CI hosts
     // build and delete binaries all day, and a new Go binary may get an old number).
@@ -173,6 +175,12 @@ export class BinaryRegistry {
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
       const target = await discoverGoTarget(`/proc/${pid}/exe`);
+      // It may have exec'd between the check and the open (a shell that execs the Go
+      // program it started: the test suite once got a target named /usr/bin/dash).
+      if (target.inode !== inode) {
+        target.release();
+        return { path, why: EXECD_AGAIN };
+      }
       target.path = path;
       if (!this.walkable(target)) {
         // Never walked, so never symbolized: its descriptor is not kept.
@@ -182,6 +190,10 @@ export class BinaryRegistry {
       }
       return { path, target };
     } catch (e) {
+      // What failed to read may be what it exec'd next, or nothing (it exited): neither
+      // is remembered against this inode.
+      const now = exeInode(pid);
+      if (now !== inode) return { path, why: now === undefined ? "exited before it could be read" : EXECD_AGAIN };
       const why = e instanceof BadBinaryError ? e.message.replace(`/proc/${pid}/exe: `, "") : (e as Error).message;
       if (this.nonGo.size >= MAX_NON_GO_REMEMBERED) this.nonGo.clear();
       this.nonGo.set(inode, { why, stamp });
@@ -189,5 +201,16 @@ export class BinaryRegistry {
     } finally {
       collectSoon();
     }
+  }
+}
+
+const EXECD_AGAIN = "exec'd again before it could be read";
+
+/** The inode of the executable pid runs, or undefined when it is gone. */
+function exeInode(pid: number): number | undefined {
+  try {
+    return statSync(`/proc/${pid}/exe`).ino;
+  } catch {
+    return undefined;
   }
 }

@@ -119,7 +119,11 @@ export class BpftraceLifecycle {
         const msg = (e as Error).message;
         const current = { ...WHILE_DEFAULTS, ...this.limits };
         if (!/Error loading|too large|processed \d+ insns/i.test(msg) || current.counterIterations <= 250) throw e;
-        this.limits = { counterIterations: Math.floor(current.counterIterations / 2), stackIterations: Math.max(50, Math.floor(current.stackIterations / 2)) };
+        this.limits = {
+          ...this.limits,
+          counterIterations: Math.floor(current.counterIterations / 2),
+          stackIterations: Math.max(50, Math.floor(current.stackIterations / 2)),
+        };
         this.o.events.onWarning(`the kernel's verifier rejected the walk; retrying with ${this.limits.counterIterations} buckets per firing`);
       }
     }
@@ -170,16 +174,22 @@ export class BpftraceLifecycle {
    * The walk must fit the output buffer, which is sized when bpftrace starts. When the
    * mirror sees more buckets than the current buffer holds, start a bigger one.
    */
-  ensureCapacity(buckets: number): void {
-    if (buckets <= this.capacity || this.growing) return;
+  ensureCapacity(buckets: number, bucketsPerFiring = 0): void {
+    if (this.growing) return;
     const expected = Math.ceil(buckets * 1.5);
     // At the size cap a restart would buy nothing.
-    if (bufferPages(this.o.host.version, expected) <= this.pages) return;
-    this.expectedBuckets = expected;
+    const buffer = buckets > this.capacity && bufferPages(this.o.host.version, expected) > this.pages;
+    const extra = this.walk === "while" ? extraCounterProbesFor(bucketsPerFiring, { ...WHILE_DEFAULTS, ...this.limits }) : 0;
+    const walk = extra > (this.limits.extraCounterProbes ?? WHILE_DEFAULTS.extraCounterProbes);
+    if (!buffer && !walk) return;
+    if (buffer) this.expectedBuckets = expected;
+    if (walk) this.limits = { ...this.limits, extraCounterProbes: extra };
     this.growing = true;
+    const what = [buffer && "output buffer", walk && `walk (${extra} more counter probes a firing)`].filter(Boolean).join(" and ");
     this.relaunch()
-      .then(() => this.o.events.onVerbose?.(`output buffer grown for ${buckets} buckets (${this.pages} pages)`))
-      .catch((e) => this.o.events.onWarning(`could not grow the output buffer: ${(e as Error).message}`))
+      .then(() => this.o.events.onVerbose?.(`${what} grown for ${buckets} buckets (${this.pages} pages)`))
+      // A bpftrace still compiling when oomprof stops fails to attach: nothing to say then.
+      .catch((e) => this.stopping || this.o.events.onWarning(`could not grow the ${what}: ${(e as Error).message}`))
       .finally(() => {
         this.growing = false;
       });
@@ -269,3 +279,18 @@ export class BpftraceLifecycle {
     else this.o.events.onVerbose?.(`paged out ${Math.round(r.bytes / 2 ** 20)} MiB of bpftrace's compiler libraries (LLVM, Clang)`);
   }
 }
+
+/**
+ * The while walk prints counterIterations buckets per probe at each firing (one per
+ * thread at its SIGKILL). Probes that only continue the counter phase cost about as much
+ * to verify as the walk itself (~0.4 s each on 0.17), so they are added only when a live
+ * process needs them, by a relaunch in the background; a quarter again as margin, for
+ * buckets added between the last mirror pass and the kill.
+ */
+export function extraCounterProbesFor(bucketsPerFiring: number, limits: WalkLimits): number {
+  const probes = Math.ceil((bucketsPerFiring * 1.25) / limits.counterIterations);
+  return Math.min(MAX_EXTRA_COUNTER_PROBES, Math.max(0, probes - 1));
+}
+
+/** 9 probes a firing: 36,000 buckets per thread, ~4 s to verify on 0.17. */
+export const MAX_EXTRA_COUNTER_PROBES = 8;

@@ -57,6 +57,15 @@ export class ExecPolicy {
     else void this.onNewExecutable(r.pid, r.inode, r.held, heard);
   }
 
+  /** Continues a process held at its exec; one oomprof may not signal would stay stopped for good, so that is said. */
+  private resumeHeld(pid: number): void {
+    if (resume(pid) === "denied") {
+      this.events.onWarning(
+        `cannot resume pid ${pid}, held at its exec: permission denied (oomprof needs CAP_KILL for other users' processes); it stays stopped until \`kill -CONT ${pid}\``,
+      );
+    }
+  }
+
   /**
    * After bpftrace died: with --hold-new-binaries, a process it stopped at exec whose N
    * record died with it would wait forever. Every stopped process whose executable oomprof
@@ -68,7 +77,7 @@ export class ExecPolicy {
     for (const p of scanProcesses()) {
       if (this.registry.byInode(p.inode) || this.registry.knownNonGo(p.inode) || liveState(p.pid) !== "T") continue;
       this.events.onVerbose?.(`continuing pid ${p.pid}, held at exec by the bpftrace that died`);
-      resume(p.pid);
+      this.resumeHeld(p.pid);
     }
   }
 
@@ -98,7 +107,7 @@ export class ExecPolicy {
     } catch (e) {
       this.events.onWarning(`could not attach a walk for pid ${pid}: ${(e as Error).message}`);
     } finally {
-      resume(pid);
+      this.resumeHeld(pid);
     }
   }
 
@@ -116,7 +125,7 @@ export class ExecPolicy {
         );
       }
     } finally {
-      if (held) resume(pid);
+      if (held) this.resumeHeld(pid);
     }
   }
 }

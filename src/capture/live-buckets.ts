@@ -57,7 +57,7 @@ export function readLiveGoroutines(mem: ProcessMemory, target: GoTarget, bias: n
 export function readLiveBuckets(
   mem: ProcessMemory,
   head: number,
-  known?: Map<number, MemProfileBucket>,
+  known?: { has(address: number): boolean },
   recordWords: MemRecordWords = 16,
   maxBuckets = 10_000_000,
 ): { buckets: MemProfileBucket[]; complete: boolean } {

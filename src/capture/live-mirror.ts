@@ -1,7 +1,9 @@
+import { threadCount } from "../process/liveness.ts";
 import { statSync } from "node:fs";
 import type { GoTarget } from "../gobinary/go-target.ts";
-import { loadBias, ProcessMemory, readMaps } from "../process/memory.ts";
-import { readLiveBuckets } from "./live-buckets.ts";
+import { loadBias, ProcessMemory, readMaps, residentBytes } from "../process/memory.ts";
+import { readLiveBuckets, readProfileState } from "./live-buckets.ts";
+import { CounterHistory, type BaseCounters } from "./counter-readings.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
 interface Tracked {
@@ -9,7 +11,49 @@ interface Tracked {
   bias: number;
   target: GoTarget;
   buckets: Map<number, MemProfileBucket>;
+  /** The same buckets in the order found: a counter reading covers a prefix of it. */
+  found: MemProfileBucket[];
+  /** Earlier counter readings (none with --base-age 0, or an unknown record layout). */
+  history: CounterHistory | undefined;
+  /** The least resident size seen since the last reading: growth is measured from it. */
+  rssFloor: number;
+  /** Every bucket from this one to the list's end is mirrored, stack and all (0: none yet). */
+  wholeFrom: number;
+  /** Passes in a row that found no new bucket: an idle process is read less often. */
+  quietPasses: number;
+  /** When it is read next (performance.now()). */
+  dueMs: number;
 }
+
+/**
+ * An idle process's list is read every pass at first, then every 2nd, 4th, 8th: watch
+ * keeps hundreds of idle services cheap, and a new bucket in one is still mirrored within
+ * seconds (until then its stack travels at death, as any new bucket's does).
+ */
+const MAX_SKIPPED_PASSES = 8;
+
+export interface LiveMirrorOptions {
+  intervalMs: number;
+  /**
+   * Called after each pass with the bucket count of every mirrored process together
+   * (the output buffer holds them all), and the most buckets any one process would ask
+   * of each of its threads' SIGKILL firings (the while walk's budget is per firing).
+   */
+  onCount?: (totalBuckets: number, bucketsPerFiring: number) => void;
+  /**
+   * Called when every bucket from `from` to the end of pid's list is mirrored (a newer
+   * `from` as the list grows), and with 0 once pid is forgotten: the walk at its death
+   * need print no stack from `from` on.
+   */
+  onWhole?: (pid: number, from: number) => void;
+  /** How long before death the base profile should be (0: no counter readings at all). */
+  baseAgeMs?: number;
+  /** Called with the time each kept counter reading took (`--verbose`). */
+  onReading?: (pid: number, buckets: number, ms: number) => void;
+}
+
+/** Resident growth since the last reading that makes another worth taking. */
+const GROWTH_BYTES = 1 << 20;
 
 /**
  * A read-ahead copy of the stacks of a live target's memory-profile buckets, taken
@@ -17,6 +61,9 @@ interface Tracked {
  * the probes only have to deliver counters for the buckets mirrored here, and stacks
  * only for the newest ones (which come first in the runtime's list).
  */
+/** Below this many buckets one SIGKILL firing walks them all whatever the walk. */
+const PER_FIRING_CHECK = 2000;
+
 export class LiveMirror {
   private tracked = new Map<number, Tracked>();
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -24,13 +71,11 @@ export class LiveMirror {
 
   constructor(
     private candidates: () => Iterable<[pid: number, targets: GoTarget[]]>,
-    private intervalMs = 250,
-    /** Called after each pass with the bucket count of every mirrored process together. */
-    private onCount?: (totalBuckets: number) => void,
+    private options: LiveMirrorOptions,
   ) {}
 
   start(): void {
-    this.timer ??= setInterval(() => this.tick(), this.intervalMs);
+    this.timer ??= setInterval(() => this.tick(), this.options.intervalMs);
   }
 
   /** Stops reading; what was mirrored stays available to buckets(). */
@@ -47,11 +92,7 @@ export class LiveMirror {
     if (!t) return;
     if (!this.closed) t.mem.close();
     this.tracked.delete(pid);
-  }
-
-  /** Pids being mirrored. */
-  pids(): number[] {
-    return [...this.tracked.keys()];
+    if (t.wholeFrom) this.options.onWhole?.(pid, 0);
   }
 
   /** The mirrored buckets of pid, by address (empty when it was never mirrored). */
@@ -59,7 +100,38 @@ export class LiveMirror {
     return this.tracked.get(pid)?.buckets ?? new Map();
   }
 
-  /** One pass: start tracking new Go processes, then read each tracked list up to the first known bucket. */
+  /**
+   * The base profile's buckets for a death of pid at deathMs (performance.now()): the
+   * reading closest to the base age, with its age; undefined when there is none.
+   */
+  base(pid: number, deathMs: number): BaseCounters | undefined {
+    const t = this.tracked.get(pid);
+    return t?.history?.base(t.found, deathMs);
+  }
+
+  /**
+   * Every few seconds, a reading of every bucket's counters, but only while the process
+   * grows: an idle one costs a read of /proc/PID/statm per interval, nothing more.
+   */
+  private readCounters(pid: number, t: Tracked): void {
+    const now = performance.now();
+    if (!t.history?.startCheck(now)) return;
+    const rss = residentBytes(pid);
+    if (rss === undefined) return;
+    if (rss < t.rssFloor + GROWTH_BYTES) {
+      t.rssFloor = Math.min(t.rssFloor, rss);
+      return;
+    }
+    const state = readProfileState(t.mem, t.target, t.bias);
+    if (!state) return;
+    const kept = t.history.read(t.mem, t.found, state, now);
+    // Kept or unchanged, growth is counted from here on.
+    t.rssFloor = rss;
+    if (!kept) return;
+    this.options.onReading?.(pid, kept.bucketCount, performance.now() - now);
+  }
+
+  /** One pass: start tracking new Go processes, then read each list down to where the mirror is already whole. */
   tick(): void {
     if (this.closed) return;
     for (const [pid, targets] of this.candidates()) {
@@ -68,20 +140,56 @@ export class LiveMirror {
         const ino = statSync(`/proc/${pid}/exe`).ino;
         const target = targets.find((t) => t.inode === ino);
         if (!target) continue;
-        this.tracked.set(pid, { mem: new ProcessMemory(pid), bias: loadBias(target, readMaps(pid)), target, buckets: new Map() });
+        const baseAgeMs = this.options.baseAgeMs ?? 0;
+        this.tracked.set(pid, {
+          mem: new ProcessMemory(pid),
+          bias: loadBias(target, readMaps(pid)),
+          target,
+          buckets: new Map(),
+          found: [],
+          history: baseAgeMs > 0 && target.memRecordWords ? new CounterHistory(baseAgeMs, target.memRecordWords) : undefined,
+          rssFloor: residentBytes(pid) ?? 0,
+          wholeFrom: 0,
+          quietPasses: 0,
+          dueMs: 0,
+        });
       } catch {
         /* gone, or not yet exec'd into its Go binary */
       }
     }
-    for (const [, t] of this.tracked) {
+    const now = performance.now();
+    for (const [pid, t] of this.tracked) {
+      if (now < t.dueMs) continue;
       // Only the list head: one read per process per pass, which is all an idle one costs.
       const head = t.mem.u64(Number(t.target.vars.mbuckets) + t.bias);
       if (!head) continue;
-      const { buckets } = readLiveBuckets(t.mem, head, t.buckets, t.target.memRecordWords);
-      for (const b of buckets) t.buckets.set(b.address, b);
+      t.quietPasses = head === t.wholeFrom ? t.quietPasses + 1 : 0;
+      // Half a pass early, so a timer that fires a little early still finds it due; and
+      // never later than its next look for growth (a leak at old sites makes no buckets).
+      const backoff = this.options.intervalMs * (Math.min(2 ** t.quietPasses, MAX_SKIPPED_PASSES) - 0.5);
+      t.dueMs = Math.min(now + backoff, t.history?.nextCheckMs() ?? Infinity);
+      if (head !== t.wholeFrom) {
+        // Up to where the mirror is whole, or the whole list until it is: a pass cut short
+        // by a failed read must not leave a hole behind the next one.
+        const { buckets, complete } = readLiveBuckets(t.mem, head, new Set([t.wholeFrom]), t.target.memRecordWords);
+        for (const b of buckets) {
+          if (t.buckets.has(b.address)) continue;
+          t.buckets.set(b.address, b);
+          t.found.push(b);
+        }
+        if (!complete) continue;
+        t.wholeFrom = head;
+        this.options.onWhole?.(pid, head);
+      }
+      this.readCounters(pid, t);
     }
     let total = 0;
-    for (const t of this.tracked.values()) total += t.buckets.size;
-    this.onCount?.(total);
+    let perFiring = 0;
+    for (const [pid, t] of this.tracked) {
+      total += t.buckets.size;
+      // Threads are read only for lists big enough to need more than one firing's worth.
+      if (t.buckets.size > PER_FIRING_CHECK) perFiring = Math.max(perFiring, t.buckets.size / Math.max(1, threadCount(pid) ?? 1));
+    }
+    this.options.onCount?.(total, Math.ceil(perFiring));
   }
 }

@@ -15,6 +15,7 @@ import { BinaryRegistry, type ExecInfo } from "./binary-registry.ts";
 import { BpftraceLifecycle, type RunningSession, type SessionFactory } from "./bpftrace-lifecycle.ts";
 import { ExecPolicy, type ExecMode } from "./exec-policy.ts";
 import { TargetRowWriter } from "./target-rows.ts";
+import { StacksSeenWriter } from "./stacks-seen.ts";
 import { linkTargets } from "./uprobe-links.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { CaptureAssembler, type ProcessCapture } from "./walk-capture.ts";
@@ -56,6 +57,9 @@ export class ProbeSessions implements CaptureSource {
   private execPolicy: ExecPolicy;
   private linkDir: string | undefined;
   private rows = new TargetRowWriter();
+  private stacksSeen = new StacksSeenWriter();
+  /** Marks could not be written once: the walks print every stack (said once, verbosely). */
+  private stacksSeenFailed = false;
   /** Targets in the registry when each running bpftrace's script was generated, by nonce. */
   private scriptTargets = new Map<number, Set<GoTarget>>();
 
@@ -84,8 +88,14 @@ export class ProbeSessions implements CaptureSource {
       events,
       initialBuckets: initialBuckets(host, mode),
       pageOut: config().pageOut ? pageOutCompiler : undefined,
-      onAttached: (session, nonce) => this.fillRows(session, nonce),
-      onExited: (session) => this.rows.forget(session.pid),
+      onAttached: (session, nonce) => {
+        this.fillRows(session, nonce);
+        this.writeStacksSeen(() => this.stacksSeen.replay(session.pid));
+      },
+      onExited: (session) => {
+        this.rows.forget(session.pid);
+        this.stacksSeen.forget(session.pid);
+      },
     });
   }
 
@@ -181,9 +191,15 @@ export class ProbeSessions implements CaptureSource {
       }
     };
     const session = this.lifecycle.currentSession;
+    const uprobes = fresh.some((t) => t.throwSymbol && t.arch === "amd64");
+    // run holds the program at its exec until this resolves: for its own programs it
+    // waits for the runtime-OOM uprobe too (a new bpftrace), or a program that runs out of
+    // memory within a second or two of its start would die uncaught.
+    const waitForUprobes = uprobes && this.mode.kind === "run";
     if (session && this.tryWriteRows(session, fresh)) {
       live();
-      if (fresh.some((t) => t.throwSymbol && t.arch === "amd64")) this.lifecycle.relaunchSoon(UPROBE_RELAUNCH_DELAY_MS);
+      if (waitForUprobes) return this.lifecycle.relaunch();
+      if (uprobes) this.lifecycle.relaunchSoon(UPROBE_RELAUNCH_DELAY_MS);
       return Promise.resolve();
     }
     return this.lifecycle.relaunch().then(live);
@@ -222,13 +238,34 @@ export class ProbeSessions implements CaptureSource {
     return this.lifecycle.launch();
   }
 
-  ensureCapacity(buckets: number): void {
-    this.lifecycle.ensureCapacity(buckets);
+  /**
+   * The live mirror holds pid's bucket list, stacks and all, from bucket `from` to its
+   * end (0: no longer): the walk at pid's death prints stacks only for newer buckets.
+   */
+  markMirrored(pid: number, from: number): void {
+    this.writeStacksSeen(() => this.stacksSeen.set(pid, from, this.lifecycle.currentSession?.pid));
+  }
+
+  ensureCapacity(buckets: number, bucketsPerFiring = 0): void {
+    this.lifecycle.ensureCapacity(buckets, bucketsPerFiring);
   }
 
   stop(): Promise<unknown> {
     if (this.linkDir) rmSync(this.linkDir, { recursive: true, force: true });
-    return this.lifecycle.stop().finally(() => this.rows.close());
+    return this.lifecycle.stop().finally(() => {
+      this.rows.close();
+      this.stacksSeen.close();
+    });
+  }
+
+  private writeStacksSeen(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      if (this.stacksSeenFailed) return;
+      this.stacksSeenFailed = true;
+      this.events.onVerbose?.(`cannot tell the walk which stacks oomprof has (${(e as Error).message}); it prints them all`);
+    }
   }
 
   /** Writes targets' rows into a running bpftrace; false (and why, verbosely) if it cannot. */

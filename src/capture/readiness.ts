@@ -1,3 +1,4 @@
+import type { WalkRecord } from "../stream/records.ts";
 import type { ProcessCapture } from "./walk-capture.ts";
 
 /**
@@ -11,6 +12,13 @@ import type { ProcessCapture } from "./walk-capture.ts";
 export const DRAIN_IDLE_MS = 1500;
 export const EXIT_QUIET_MS = 300;
 export const DRAIN_MAX_MS = 60_000;
+/**
+ * The OOM killer sends SIGKILL before mark_victim's record is written, on the killer's
+ * CPU: the victim's own walk may be whole first (seen on a 6.1 guest, where K came,
+ * then the whole walk, then nothing for a while). A whole walk that names no kill
+ * waits this long after its last record before it is reported as a plain SIGKILL.
+ */
+export const LATE_VICTIM_MS = 500;
 
 /** How long each command waits for what it cannot see yet. */
 export interface ReadinessPolicy {
@@ -44,12 +52,63 @@ export interface VictimState {
 }
 
 /**
- * Everything the probes will say about a killed process has arrived: its walk is whole,
- * and so is its goroutine count where its binary has one.
+ * Everything the probes will say about a killed process has arrived: the bucket list is
+ * whole (counters from the head to the end, every stack from the probes or the live
+ * mirror), and so is its goroutine count where its binary has one. The walk's end marker
+ * is not waited for: once the counters are all in, what is left of the walk is stack
+ * lines the mirror already has.
  */
 export function captureWhole(c: ProcessCapture, countsGoroutines: boolean): boolean {
-  if (!c.walkEnded || !c.complete) return false;
+  if (!c.complete) return false;
   return !countsGoroutines || c.goroutines !== undefined;
+}
+
+/** The records say how it died: the OOM killer's pick (V), or Go's own fatal error (O). */
+function namesItsDeath(c: ProcessCapture): boolean {
+  return c.victim !== undefined || c.runtimeOom !== undefined;
+}
+
+/**
+ * Records after which a capture may have just become whole: the end of the counter
+ * chain (the mirror may hold every stack), the walk's end, the goroutine count, how it
+ * died, its exit. Checking readiness when one arrives, not only on a timer, reports a
+ * kill without waiting for the next tick.
+ */
+export function mayCompleteCapture(r: WalkRecord): boolean {
+  switch (r.tag) {
+    case "E":
+    case "G":
+    case "V":
+    case "O":
+    case "X":
+      return true;
+    case "C":
+      return r.allnext === 0;
+    default:
+      return false;
+  }
+}
+
+/**
+ * `check`, run once the batch of records being handled is done; asking again before it
+ * has run changes nothing. How run and watch look at captures that may have just become
+ * whole (mayCompleteCapture) without assembling one per record.
+ */
+export function onceRecordsHandled(check: () => void): () => void {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    setImmediate(() => {
+      queued = false;
+      check();
+    });
+  };
+}
+
+/** Whole, and known to be an OOM death: ready whatever else is still to come (its exit, say). */
+export function wholeOomDeath(c: ProcessCapture, countsGoroutines: boolean): boolean {
+  return namesItsDeath(c) && captureWhole(c, countsGoroutines);
 }
 
 /** The rule: report now, or wait for more records. `now` and `lastRecordAt` are performance.now() times. */
@@ -61,9 +120,11 @@ export function readyToReport(v: VictimState, clock: { now: number; lastRecordAt
   const c = v.capture;
   // Nothing heard yet (run's SIGKILLed child, whose records may still be in flight).
   if (!c) return idle;
+  // The OOM killer's kprobe (K) comes before mark_victim's record (V): the kill is on its way.
+  if (!c.victim && !c.header && c.oomKillProcess) return idle;
   // Records that name no kill (an exit marker, say): nothing will be reported.
   if (!c.victim && !c.header) return true;
-  if (captureWhole(c, v.countsGoroutines)) return true;
+  if (captureWhole(c, v.countsGoroutines)) return wholeOomDeath(c, v.countsGoroutines) || now - c.lastSeenMs > LATE_VICTIM_MS;
   if (c.exited && now - lastRecordAt > EXIT_QUIET_MS) return true;
   // A victim that still runs may only be slow to die.
   if (v.running && age <= policy.notKilledGraceMs) return false;

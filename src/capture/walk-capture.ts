@@ -1,8 +1,10 @@
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
+import type { MemStatsWords } from "../gobinary/memstats-layout.ts";
 import { goroutineCount } from "../gobinary/runtime-layout.ts";
 import type {
   CounterRecord,
   GoroutinesRecord,
+  MemStatsRecord,
   OomKillProcessRecord,
   TriggerRecord,
   VictimIdentityRecord,
@@ -14,17 +16,25 @@ import type {
 /** What the probes said about one process, apart from its buckets. */
 interface ProcessFacts {
   pid: number;
-  /** When its first record arrived (performance.now()). */
+  /** When its first and its latest record arrived (performance.now()). */
   firstSeenMs: number;
+  lastSeenMs: number;
   /** Go's own fatal out-of-memory message, when that is how it died. */
   runtimeOom?: string;
   victim?: VictimRecord;
   /** The victim's executable and times, from its own thread at the SIGKILL. */
   identity?: VictimIdentityRecord;
+  /** Its memory cgroup's path as its own thread read it at the SIGKILL ("/" for the root). */
+  cgroupPath?: string;
+  /** Its pid inside its own pid namespace (its pid when that is the host's). */
+  nsPid?: number;
+  /** The memory limit that binds it (its memory cgroup's or an ancestor's), in pages; undefined when unlimited. */
+  limitPages?: number;
   trigger?: TriggerRecord;
   oomKillProcess?: OomKillProcessRecord;
   header?: WalkHeaderRecord;
   goroutinesAtDeath?: GoroutinesRecord;
+  memStatsAtDeath?: MemStatsRecord;
   walkEnded: boolean;
   exited: boolean;
 }
@@ -34,6 +44,8 @@ export interface ProcessCapture extends ProcessFacts {
   buckets: MemProfileBucket[];
   /** Goroutines at death as runtime.NumGoroutine would say; atMost when not every P's free list was summed. */
   goroutines?: { count: number; atMost: boolean };
+  /** The runtime's memory statistics at death, where its release's layout is known. */
+  memStats?: MemStatsWords;
   /** Every bucket on the list from head to the end was seen, each with its whole stack. */
   complete: boolean;
   /** Why the capture is incomplete, if it is. */
@@ -50,6 +62,12 @@ export class CaptureAssembler {
   private procs = new Map<number, ProcessState>();
 
   add(r: WalkRecord): number | undefined {
+    const pid = this.addRecord(r);
+    if (pid !== undefined) this.procs.get(pid)!.lastSeenMs = performance.now();
+    return pid;
+  }
+
+  private addRecord(r: WalkRecord): number | undefined {
     switch (r.tag) {
       case "V":
         this.state(r.pid).victim = r;
@@ -60,6 +78,23 @@ export class CaptureAssembler {
       case "I":
         this.state(r.pid).identity ??= r;
         return r.pid;
+      case "Y":
+      case "Z": {
+        const names = this.state(r.pid).cgroupNames;
+        const level = names.get(r.level) ?? { head: "" };
+        if (r.tag === "Y") level.head = r.name;
+        else level.tail = r.escaped;
+        names.set(r.level, level);
+        return r.pid;
+      }
+      case "W": {
+        const s = this.state(r.pid);
+        s.nsPid ??= r.nsPid;
+        // PAGE_COUNTER_MAX (no limit) is 2^63 bytes in pages: anything near it is no limit.
+        if (r.limitPages < 2 ** 40) s.limitPages ??= r.limitPages;
+        s.cgroupPath ??= cgroupPathFromNames(s.cgroupNames, r.levels, r.truncated);
+        return r.pid;
+      }
       case "K":
         this.state(r.pid).oomKillProcess = r;
         return r.pid;
@@ -70,6 +105,9 @@ export class CaptureAssembler {
       }
       case "G":
         this.state(r.pid).goroutinesAtDeath ??= r;
+        return r.pid;
+      case "M":
+        this.state(r.pid).memStatsAtDeath ??= r;
         return r.pid;
       case "C": {
         const s = this.state(r.pid);
@@ -94,6 +132,7 @@ export class CaptureAssembler {
         return r.pid;
       case "P":
       case "N":
+      case "A":
       case "R":
         return undefined;
     }
@@ -146,8 +185,15 @@ export class CaptureAssembler {
       if (missingStacks) gaps.push(`${missingStacks} buckets have partial stacks`);
       if (!missingCounters && at !== 0 && seen.has(at)) gaps.push("the bucket list loops");
     }
-    const { counters: _counters, stacks: _stacks, ...facts } = s;
-    return { ...facts, buckets, goroutines: s.goroutinesAtDeath && goroutineCount(s.goroutinesAtDeath), complete: gaps.length === 0, gaps };
+    const { counters: _counters, stacks: _stacks, cgroupNames: _cgroupNames, ...facts } = s;
+    const m = s.memStatsAtDeath;
+    const memStats = m && {
+      heapInUse: m.heapInUse,
+      mappedReady: m.mappedReady,
+      stacksSys: m.stacksSys,
+      inStacks: m.inStacks[0] + m.inStacks[1] + m.inStacks[2],
+    };
+    return { ...facts, buckets, goroutines: s.goroutinesAtDeath && goroutineCount(s.goroutinesAtDeath), memStats, complete: gaps.length === 0, gaps };
   }
 
   private state(pid: number): ProcessState {
@@ -158,12 +204,47 @@ export class CaptureAssembler {
 }
 
 function newState(pid: number): ProcessState {
-  return { pid, firstSeenMs: performance.now(), counters: new Map(), stacks: new Map(), walkEnded: false, exited: false };
+  const now = performance.now();
+  return { pid, firstSeenMs: now, lastSeenMs: now, counters: new Map(), stacks: new Map(), cgroupNames: new Map(), walkEnded: false, exited: false };
 }
 
 interface ProcessState extends ProcessFacts {
   counters: Map<number, CounterRecord>;
   stacks: Map<number, number[]>;
+  /** Y and Z records by level, leaf first, until the W record closes them. */
+  cgroupNames: Map<number, { head: string; tail?: string }>;
+}
+
+/** A name's first 63 bytes come as text (str), the rest as bpftrace's %r escapes (buf). */
+const NAME_HEAD_BYTES = 63;
+
+/**
+ * The path from the Y/Z records: leaf first in the records, root first in the path. A
+ * tail counts only after a full head (for a shorter name it is whatever followed it in
+ * memory), up to its first NUL. Undefined if a level is missing.
+ */
+export function cgroupPathFromNames(names: ReadonlyMap<number, { head: string; tail?: string }>, levels: number, truncated: boolean): string | undefined {
+  const parts: string[] = [];
+  for (let level = levels - 1; level >= 0; level--) {
+    const n = names.get(level);
+    if (!n) return undefined;
+    const full = Buffer.byteLength(n.head) >= NAME_HEAD_BYTES && n.tail !== undefined;
+    parts.push(full ? n.head + unescapeBufText(n.tail!) : n.head);
+  }
+  return (truncated ? "/..." : "") + "/" + parts.join("/");
+}
+
+/** bpftrace's %r: printable bytes as themselves, others as \xNN; cut at the first NUL. */
+function unescapeBufText(escaped: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < escaped.length; i++) {
+    const hex = escaped[i] === "\\" && escaped[i + 1] === "x" ? /^[0-9a-f]{2}$/i.exec(escaped.slice(i + 2, i + 4)) : null;
+    const b = hex ? parseInt(hex[0], 16) : escaped.charCodeAt(i);
+    if (b === 0) break;
+    bytes.push(b & 0xff);
+    if (hex) i += 3;
+  }
+  return Buffer.from(bytes).toString("utf8");
 }
 
 /** Stack lines arrive 8 frames at a time, so a lost line leaves a hole (which Array.some would skip). */

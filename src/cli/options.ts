@@ -3,6 +3,7 @@ import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { parseUploadUrl } from "../output/upload/index.ts";
 import { SizeSchema, sizeSchema } from "./sizes.ts";
+import { DurationSchema } from "./durations.ts";
 
 /**
  * Every flag oomprof takes, declared once: how cac spells it, its --help line, the zod
@@ -69,6 +70,12 @@ export const OPTIONS = {
       .min(1)
       .transform((u) => parseUploadUrl(u))
       .optional(),
+    commands: ["run", "watch"],
+  },
+  baseAge: {
+    flag: "--base-age <duration>",
+    help: "Also write a base profile from this long before death, for go tool pprof -diff_base (default 60s; 0: none)",
+    schema: DurationSchema.default(60_000),
     commands: ["run", "watch"],
   },
   rate: {

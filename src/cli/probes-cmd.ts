@@ -1,3 +1,4 @@
+import { hostVictimContext } from "../host/victim-context.ts";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { detectBpftrace, parseBpftraceVersion, type BpftraceHost } from "../probes/bpftrace-host.ts";
@@ -26,6 +27,8 @@ export async function probesCommand(argv: string[], flags: ProbesFlags): Promise
       version: parseBpftraceVersion(`bpftrace v${flags.bpftraceVersion}`),
       hasOomKillProcessKprobe: flags.kprobes ?? false,
       exitKeepsMm: true,
+      markVictimCounters: true,
+      victimContext: hostVictimContext(),
     };
   } else {
     host = await detectBpftrace();

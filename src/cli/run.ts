@@ -1,10 +1,21 @@
+import { warmCapturePath } from "./warm-up.ts";
 import { constants as osConstants } from "node:os";
 import { continueStoppedTree, processState } from "../process/liveness.ts";
 import { dieWithParent } from "../process/parent-death.ts";
-import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS, readyToReport, RUN_READINESS } from "../capture/readiness.ts";
+import {
+  DRAIN_IDLE_MS,
+  DRAIN_MAX_MS,
+  EXIT_QUIET_MS,
+  mayCompleteCapture,
+  onceRecordsHandled,
+  readyToReport,
+  RUN_READINESS,
+  wholeOomDeath,
+} from "../capture/readiness.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
-import { createMemoryCgroup, processCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
+import { createMemoryCgroup, type MemoryCgroup } from "../cgroup/memory-cgroup.ts";
+import { readProcessPlacement } from "../cgroup/process-placement.ts";
 import { UserError } from "../errors.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
 import { targetForCommand } from "../gobinary/command-target.ts";
@@ -69,6 +80,19 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     for (const [sig, h] of handlers) process.on(sig, h);
 
     const pendingReports: Array<Promise<unknown>> = [];
+    /**
+     * An OOM-killed program of ours is reported as soon as its capture is whole, as watch
+     * does: not after its exit (tearing down a large address space takes a while) and
+     * the drain that follows.
+     */
+    const reportWholeDeaths = () => {
+      for (const pid of [child.pid, ...probeSessions.goExecPids()]) {
+        if (reporter.hasReported(pid)) continue;
+        const c = probeSessions.capture(pid, mirror.buckets(pid));
+        if (c && wholeOomDeath(c, probeSessions.countsGoroutines(c))) pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
+      }
+    };
+    const reportWholeDeathsSoon = onceRecordsHandled(reportWholeDeaths);
     // Assigned below, before bpftrace starts: the callbacks only run after that.
     let reporter!: KillReporter;
     const probeSessions = new ProbeSessions(
@@ -78,6 +102,10 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
         onRecord(r, pid) {
           lastRecordAt = performance.now();
           if (r.tag === "X" || r.tag === "E") wake?.();
+          // A record that may complete a kill's capture: report it the moment it is whole.
+          // Not on a timer: assembling a capture of 40,000 buckets takes ~12 ms, and
+          // checking every 20 ms while its records stream in slowed the stream itself.
+          if (pid !== undefined && mayCompleteCapture(r)) reportWholeDeathsSoon();
           // A descendant (not the child itself) killed while the child lives: report it now.
           if (r.tag === "X" && pid !== undefined && pid !== child.pid && probeSessions.exec(pid)) {
             pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
@@ -95,25 +123,34 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       },
     );
     sessions = probeSessions;
-    const cgroupName = cgroup ? cgroup.path : (processCgroup(child.pid) ?? null);
+    // Read while the child is held before its exec: it is in its cgroup and namespaces.
+    const childPlacement = { ...readProcessPlacement(child.pid), ...(cgroup && { cgroup: cgroup.name }) };
+    const cgroupName = childPlacement.cgroup ?? null;
     // Read bucket stacks ahead while the program lives, so the probes have less to do at death.
     const mirror = new LiveMirror(
       function* () {
         yield [child.pid, probeSessions.targets] as [number, GoTarget[]];
         for (const pid of probeSessions.goExecPids()) yield [pid, probeSessions.targets] as [number, GoTarget[]];
       },
-      250,
-      (n) => probeSessions.ensureCapacity(n),
+      {
+        intervalMs: 250,
+        baseAgeMs: flags.baseAge,
+        onReading: (pid, buckets, ms) => log.verbose(`pid ${pid}: read ${buckets} buckets' counters for the base profile in ${ms.toFixed(1)} ms`),
+        onCount: (n, perFiring) => probeSessions.ensureCapacity(n, perFiring),
+        onWhole: (pid, from) => probeSessions.markMirrored(pid, from),
+      },
     );
     reporter = new KillReporter({
       captures: probeSessions,
       events,
       outDir,
       warn: (m) => log.warn(m),
+      verbose: (m) => log.verbose(m),
       summary: flags.quiet || log.json ? undefined : (text) => process.stderr.write(text),
       upload: flags.upload,
       mirror,
-      placement: () => ({ cgroup: cgroupName, limitBytes: cgroup?.limitBytes ?? null }),
+      baseAgeMs: flags.baseAge,
+      placement: (pid) => ({ where: { ...(pid === child.pid && childPlacement), ...readProcessPlacement(pid) }, limitBytes: cgroup?.limitBytes ?? null }),
       fallback: (pid) => (pid === child.pid ? { target, why } : {}),
     });
 
@@ -143,6 +180,8 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     await waitStopped(child.pid);
     child.kill("SIGCONT");
     mirror.start();
+    // The first capture a process makes runs cold: make a few now, not at the kill.
+    warmCapturePath();
 
     await child.exited;
     lastRecordAt = Math.max(lastRecordAt, performance.now());

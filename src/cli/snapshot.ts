@@ -1,9 +1,12 @@
 import { readFileSync, readlinkSync } from "node:fs";
 import { z } from "zod";
 import { readLiveBuckets, readLiveGoroutines, readProfileState } from "../capture/live-buckets.ts";
+import { readLiveMemStats, readRssBytes } from "../capture/memstats-reading.ts";
+import { memoryBreakdown } from "../gobinary/memstats-layout.ts";
 import { BadBinaryError, UserError } from "../errors.ts";
-import { EventWriter, nowIso } from "../output/events.ts";
-import { formatBytes, formatGoroutines } from "../output/format.ts";
+import { EventWriter, nowIso, topSites } from "../output/events.ts";
+import { describeContainer, formatBytes, formatGoroutines, formatMemoryBreakdown } from "../output/format.ts";
+import { placementFields, readProcessPlacement } from "../cgroup/process-placement.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { writeHeapProfile } from "../output/report-kill.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
@@ -49,6 +52,9 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
     const state = readProfileState(mem, target, bias);
     if (!state) throw new UserError(`pid ${pid}: cannot read its Go runtime state`);
     const goroutines = readLiveGoroutines(mem, target, bias);
+    // RSS right after the statistics: the two reads are microseconds apart.
+    const rssBytes = readRssBytes(pid);
+    const memory = memoryBreakdown(readLiveMemStats(mem, target, bias), rssBytes);
     const base = {
       event: "snapshot" as const,
       time: nowIso(),
@@ -59,6 +65,8 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       memprofile_rate: state.memProfileRate,
       goroutines: goroutines?.count ?? null,
       goroutines_upper_bound: goroutines?.atMost ?? false,
+      memory,
+      ...placementFields(readProcessPlacement(pid)),
     };
     if (state.memProfileRate === 0) {
       log.warn(`pid ${pid} (${comm}): ${DISABLED_HINT}`);
@@ -85,6 +93,7 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       bias,
       what: "snapshot",
       gaps,
+      memory: { rssBytes, figures: memory },
     });
     events.emit({
       ...base,
@@ -94,10 +103,14 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       complete,
       inuse_bytes: sites.totals.inuse,
       gc_live_bytes: sites.totals.gcLive,
-      top: sites.sites.slice(0, 10).map((s) => ({ function: s.function, inuse_bytes: s.bytes.inuse, share: Number(s.share.inuse.toFixed(4)) })),
+      top: topSites(sites.sites),
     });
     const counted = goroutines ? `, ${formatGoroutines(goroutines.count, goroutines.atMost)}` : "";
-    log.info(`snapshot of ${comm} (pid ${pid}): ${buckets.length} buckets, heap in use ${formatBytes(sites.totals.inuse)}${counted}; ${path}`);
+    log.info(
+      `snapshot of ${comm} (pid ${pid}${describeContainer(base.container, " in ")}): ${buckets.length} buckets, heap in use ${formatBytes(sites.totals.inuse)}${counted}; ${path}`,
+    );
+    const breakdown = formatMemoryBreakdown(rssBytes, memory);
+    if (breakdown) log.info(`  ${breakdown}`);
     return 0;
   } finally {
     mem.close();

@@ -1,8 +1,9 @@
+import { warmCapturePath } from "./warm-up.ts";
 import { readlinkSync, statSync } from "node:fs";
-import { readyToReport, WATCH_READINESS } from "../capture/readiness.ts";
+import { mayCompleteCapture, onceRecordsHandled, readyToReport, WATCH_READINESS } from "../capture/readiness.ts";
 import { LiveMirror } from "../capture/live-mirror.ts";
 import { ProbeSessions } from "../capture/probe-sessions.ts";
-import { processCgroup } from "../cgroup/memory-cgroup.ts";
+import { readProcessPlacement, type ProcessPlacement } from "../cgroup/process-placement.ts";
 import { processExists, stillRunning } from "../process/liveness.ts";
 import type { ExecInfo } from "../capture/binary-registry.ts";
 import { noWalkReason } from "../capture/no-walk-reason.ts";
@@ -21,13 +22,21 @@ import { requireRoot } from "../process/privileges.ts";
 import { DISABLED_HINT } from "../gobinary/go-target.ts";
 
 const MIRROR_INTERVAL_MS = 1000;
+/**
+ * How often waiting victims are looked at for their time limits. A capture that may have
+ * just become whole is looked at once its records say so (mayCompleteCapture), not on
+ * this timer: assembling one of 40,000 buckets takes ~12 ms, too much to repeat every
+ * 50 ms while its records stream in.
+ */
+const SETTLE_INTERVAL_MS = 250;
 /** How long a victim gone before it could be read waits for oomprof's read of its executable. */
 const IDENTIFY_WAIT_MS = 2000;
 
 /** A victim heard of and not reported yet, with what was read of it while it was still there. */
 interface PendingVictim {
   since: number;
-  cgroup: string | null;
+  /** Read as soon as it was heard of, while it may still be there. */
+  where: ProcessPlacement;
   exe?: string;
   /** Its binary, when oomprof walks it: its walk is waited for. */
   target?: GoTarget;
@@ -55,16 +64,30 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
 
   const procs = scanProcesses();
   let lastRecordAt = 0;
+  /** Processes running a binary oomprof walks: the mirror's candidates. */
+  const goPids = new Set<number>();
+  const findGoProcesses = (all = scanProcesses()) => {
+    for (const p of all) if (sessions.targetByInode(p.inode)) goPids.add(p.pid);
+  };
+  let settle: ReturnType<typeof setInterval> | undefined;
+  /** Set once the reporter exists: a victim heard of while arming waits until then. */
+  let settleVictims: (() => void) | undefined;
+  const startSettling = () => {
+    if (settleVictims && pending.size) settle ??= setInterval(settleVictims, SETTLE_INTERVAL_MS);
+  };
+  /** Once this batch of records is handled, not at the next tick. */
+  const settleSoon = onceRecordsHandled(() => settleVictims?.());
   const sessions: ProbeSessions = new ProbeSessions(
     host,
     { kind: "watch", hold: flags.holdNewBinaries },
     {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
+        if (r.tag === "A") goPids.add(r.pid);
         if (pid === undefined) return;
         if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
           // The victim is still there (killed, not yet reaped): note what it was.
-          const victim: PendingVictim = { since: performance.now(), cgroup: processCgroup(pid) ?? null };
+          const victim: PendingVictim = { since: performance.now(), where: readProcessPlacement(pid) };
           try {
             victim.exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
             const inode = statSync(`/proc/${pid}/exe`).ino;
@@ -81,11 +104,17 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
             /* already gone */
           }
           pending.set(pid, victim);
+          startSettling();
         }
+        if (mayCompleteCapture(r) && pending.size) settleSoon();
       },
       onWarning: (m) => log.warn(m),
       onVerbose: (m) => log.verbose(m),
-      onTargetAdded: (t) => announce(t),
+      onTargetAdded: (t) => {
+        announce(t);
+        // Its processes so far (later ones come as A records).
+        findGoProcesses();
+      },
       onSessionLost(why) {
         log.warn(`bpftrace exited (${why}); restarting it`);
         events.emit({ event: "warning", time: nowIso(), message: `bpftrace exited (${why}); restarted` });
@@ -126,6 +155,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   }
   const pending = new Map<number, PendingVictim>();
   const probes = await sessions.start(initial);
+  findGoProcesses(procs);
   initial.forEach(announce);
   const armedMs = Math.round(performance.now() - t0);
   events.emit({
@@ -145,23 +175,30 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const mirror = new LiveMirror(
     function* () {
       const targets = sessions.targets;
-      for (const p of scanProcesses()) {
-        if (sessions.targetByInode(p.inode)) yield [p.pid, targets] as [number, GoTarget[]];
-      }
+      for (const pid of goPids) yield [pid, targets] as [number, GoTarget[]];
     },
-    MIRROR_INTERVAL_MS,
-    (n) => sessions.ensureCapacity(n),
+    {
+      intervalMs: MIRROR_INTERVAL_MS,
+      baseAgeMs: flags.baseAge,
+      onReading: (pid, buckets, ms) => log.verbose(`pid ${pid}: read ${buckets} buckets' counters for the base profile in ${ms.toFixed(1)} ms`),
+      onCount: (n, perFiring) => sessions.ensureCapacity(n, perFiring),
+      onWhole: (pid, from) => sessions.markMirrored(pid, from),
+    },
   );
   mirror.start();
+  // The first capture a process makes runs cold: make a few now, not at the kill.
+  warmCapturePath();
   const reporter = new KillReporter({
     captures: sessions,
     events,
     outDir,
     warn: (m) => log.warn(m),
+    verbose: (m) => log.verbose(m),
     summary: flags.quiet || log.json ? undefined : (text) => process.stderr.write(text),
     upload: flags.upload,
     mirror,
-    placement: (pid) => ({ cgroup: pending.get(pid)?.cgroup ?? null, limitBytes: null }),
+    baseAgeMs: flags.baseAge,
+    placement: (pid) => ({ where: pending.get(pid)?.where ?? {}, limitBytes: null }),
     fallback: (pid) => {
       const v = pending.get(pid);
       if (!v) return {};
@@ -185,8 +222,10 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
 
   const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;
 
-  // Report each kill once its walk is whole, the process is gone, or time is up.
-  const settle = setInterval(() => {
+  // Report each kill once its walk is whole, the process is gone, or time is up: looked at
+  // when a record may complete it, and on a timer while a victim waits, not at all while
+  // none does (idle watch stays asleep).
+  settleVictims = () => {
     const now = performance.now();
     for (const [pid, victim] of pending) {
       const capture = sessions.capture(pid, mirror.buckets(pid));
@@ -206,21 +245,31 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       const read = victim.info?.target;
       if (read && sessions.targetByInode(read.inode) !== read) read.release();
       mirror.forget(pid);
+      goPids.delete(pid);
     }
-    // Forget mirrors of processes that exited without being killed: at the mirror's pace,
-    // not every 50 ms (a syscall per mirrored process).
-    if (now - lastForgetCheck >= MIRROR_INTERVAL_MS) {
-      lastForgetCheck = now;
-      for (const pid of mirror.pids()) {
-        // Zombies count as existing: a dying victim's mirror must outlast its first records.
-        if (!pending.has(pid) && !processExists(pid)) mirror.forget(pid);
-      }
+    if (!pending.size) {
+      clearInterval(settle);
+      settle = undefined;
     }
-  }, 50);
-  let lastForgetCheck = 0;
+  };
+  startSettling();
 
-  // Binaries whose processes are all gone stop being walked after a while.
-  const pruning = setInterval(() => sessions.prune(new Set(scanProcesses().map((p) => p.inode))), config().pruneCheckMs);
+  // Binaries whose processes are all gone stop being walked after a while; the same scan
+  // finds any process of a walked binary that no A record named.
+  const pruning = setInterval(() => {
+    const now = scanProcesses();
+    sessions.prune(new Set(now.map((p) => p.inode)));
+    // Processes that exited without being killed are forgotten here, at this pace, not
+    // every second. Zombies count as existing: a dying victim's mirror must outlast its
+    // first records; a victim waiting to be reported keeps its own.
+    const alive = new Set(now.map((p) => p.pid));
+    for (const pid of goPids) {
+      if (alive.has(pid) || pending.has(pid) || processExists(pid)) continue;
+      goPids.delete(pid);
+      mirror.forget(pid);
+    }
+    findGoProcesses(now);
+  }, config().pruneCheckMs);
 
   const code = await done;
   clearInterval(pruning);

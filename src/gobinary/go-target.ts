@@ -3,6 +3,7 @@ import { z } from "zod";
 import { BadBinaryError } from "../errors.ts";
 import { goMinorVersion, readBuildInfo, type BuildInfo } from "./buildinfo.ts";
 import { ElfFile } from "./elf.ts";
+import { memStatsLayout, type MemStatsLayout } from "./memstats-layout.ts";
 import { goroutineLayout, type GoroutineLayout } from "./runtime-layout.ts";
 import { findRuntimeVarsWithoutSymbols } from "./stripped-vars.ts";
 
@@ -45,6 +46,7 @@ export const UNKNOWN_LAYOUT_HINT = (goVersion: string) =>
  * the probe, from the victim's mm->start_code.
  */
 export interface GoTarget {
+  /** The path its process sees (inside a container: the container's own). */
   path: string;
   inode: number;
   dev: number;
@@ -63,6 +65,8 @@ export interface GoTarget {
   throwSymbol?: string;
   /** Where to count goroutines at death (known releases; stripped binaries through their code). */
   goroutines?: GoroutineLayout;
+  /** Where its runtime's memory statistics are (known releases, with a symbol table). */
+  memStats?: MemStatsLayout;
   /**
    * Reads the binary again, for symbolization: through a descriptor held since discovery,
    * so a binary deleted or replaced on disk meanwhile still reads as the one that ran,
@@ -71,6 +75,12 @@ export interface GoTarget {
   readElf(): ElfFile;
   /** Closes the descriptor (a deleted binary's blocks are freed); readElf then fails. */
   release(): void;
+  /**
+   * While oomprof holds the file open: a path that opens exactly this file from any mount
+   * namespace (/proc/OOMPROF_PID/fd/N), for uprobes on a binary whose own path is not
+   * this file here (a container's, or one replaced on disk).
+   */
+  heldPath(): string | undefined;
 }
 
 export interface GoRuntimeVars {
@@ -106,7 +116,7 @@ export async function discoverGoTarget(path: string): Promise<GoTarget> {
 }
 
 /** Closures of their own: ones made in inspectGoBinary would share (and keep) its scope's ElfFile. */
-function elfReader(fd: number, path: string): Pick<GoTarget, "readElf" | "release"> {
+function elfReader(fd: number, path: string): Pick<GoTarget, "readElf" | "release" | "heldPath"> {
   let open = true;
   return {
     readElf() {
@@ -116,6 +126,9 @@ function elfReader(fd: number, path: string): Pick<GoTarget, "readElf" | "releas
     release() {
       if (open) closeSync(fd);
       open = false;
+    },
+    heldPath() {
+      return open ? `/proc/${process.pid}/fd/${fd}` : undefined;
     },
   };
 }
@@ -154,6 +167,7 @@ function inspectGoBinary(path: string, st: z.infer<typeof FileStat>, fd: number)
     memRecordWords: memRecordWords(buildInfo.goVersion),
     throwSymbol: throwProbeName(elf),
     goroutines: goroutineLayout(elf, buildInfo.goVersion),
+    memStats: memStatsLayout(elf, buildInfo.goVersion),
     ...elfReader(fd, path),
   };
 }

@@ -2,12 +2,15 @@ import { readFileSync } from "node:fs";
 import type { LiveMirror } from "../capture/live-mirror.ts";
 import type { CaptureSource } from "../capture/probe-sessions.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
+import type { ProcessPlacement } from "../cgroup/process-placement.ts";
 import { stillRunning } from "../process/liveness.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
-import { defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
-import { reportKill } from "./report-kill.ts";
+import { containerLabels, defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
+import { reportKill, type PhaseTimes } from "./report-kill.ts";
+import type { ProcessCapture } from "../capture/walk-capture.ts";
+import { monotonicMs, nsToMs } from "../process/libc.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
 
 export interface KillReporterOptions {
@@ -17,13 +20,17 @@ export interface KillReporterOptions {
   /** Where the human summary of each kill goes; none with --quiet or JSON logs. */
   summary?(text: string): void;
   warn(message: string): void;
+  /** Where the time of each capture went (`--verbose`). */
+  verbose?(message: string): void;
   mirror?: LiveMirror;
-  /** Where the process ran and the limit, when oomprof knows. */
-  placement(pid: number): { cgroup: string | null; limitBytes: number | null };
+  /** Where the process ran (read while it lived) and its memory limit, when oomprof knows. */
+  placement(pid: number): { where: ProcessPlacement; limitBytes: number | null };
   /** Where to send each profile (--upload); it stays on disk either way. */
   upload?: UploadTarget;
   /** A target known by other means (run's command), and why there is none. */
   fallback?(pid: number): { target?: GoTarget; why?: string; exe?: string };
+  /** --base-age in ms: a base profile is written from the mirror's readings (absent or 0: none asked for). */
+  baseAgeMs?: number;
 }
 
 const SYMBOLIZERS_KEPT = 4;
@@ -56,7 +63,7 @@ export class KillReporter {
     const fallback = this.o.fallback?.(pid);
     const walked = capture.header ? captures.targetById(capture.header.targetId) : undefined;
     const target = walked ?? exec?.target ?? fallback?.target;
-    const { event, sites } = reportKill(capture, {
+    const { event, sites, growth, baseError, phases } = reportKill(capture, {
       target,
       // Only a walk gives something to symbolize.
       symbolizer: target && capture.header ? this.symbolizer(target) : undefined,
@@ -67,9 +74,12 @@ export class KillReporter {
       exe: exec?.path ?? fallback?.exe,
       stillRunning: capture.exited ? undefined : stillRunning(pid),
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
+      base: this.o.baseAgeMs ? this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
     });
+    if (baseError) this.o.warn(`no base profile for pid ${pid}: ${baseError}`);
+    this.o.verbose?.(captureTimeline(capture, phases));
     this.o.events.emit(event);
-    this.o.summary?.(renderKillSummary(event, sites, this.style));
+    this.o.summary?.(renderKillSummary(event, sites, this.style, this.o.baseAgeMs ? { growth } : undefined));
     if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
     captures.forget(pid);
     return event;
@@ -89,7 +99,7 @@ export class KillReporter {
       comm: event.comm,
       startSec: now - 10,
       endSec: now,
-      labels: { reason: event.event },
+      labels: { reason: event.event, ...containerLabels(event.container) },
     });
     const url = redactUrl(target.url);
     if (!result.ok) this.o.warn(`upload of ${profile} to ${url} failed after ${result.attempts} attempts (${result.error}); the profile stays on disk`);
@@ -116,4 +126,22 @@ export class KillReporter {
     }
     return this.symbolizers.get(t);
   }
+}
+
+/**
+ * "capture of pid N: kill → first record 3 ms, → last record 40 ms, → reported 41 ms, → on
+ * disk 60 ms (samples 2.0, ...)": the kernel's kill time (the victim's own thread at its
+ * SIGKILL) put on performance.now()'s clock.
+ */
+function captureTimeline(c: ProcessCapture, phases: PhaseTimes): string {
+  const now = performance.now();
+  const mono = monotonicMs();
+  const kill = c.identity && mono !== undefined ? nsToMs(c.identity.killNs) - (mono - now) : undefined;
+  const from = kill ?? c.firstSeenMs;
+  const at = (t: number) => `${Math.round(t - from)} ms`;
+  const spent = phases.steps.reduce((sum, [, ms]) => sum + ms, 0);
+  return (
+    `capture of pid ${c.pid}: ${kill !== undefined ? `kill → first record ${at(c.firstSeenMs)}, → ` : "first record → "}last record ${at(c.lastSeenMs)}, ` +
+    `→ reported ${at(now - spent)}, → on disk ${at(now)}${phases.steps.length ? ` (${phases})` : ""}`
+  );
 }

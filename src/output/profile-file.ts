@@ -1,5 +1,5 @@
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 
 /** Makes sure --out exists (created 0700) and is a writable directory. */
@@ -30,6 +30,11 @@ export function profileFileName(comm: string, pid: number, when: Date): string {
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
   return `${safe}-${pid}-${ts}.pb.gz`;
+}
+
+/** The base profile's name beside a kill's profile: `X.pb.gz` → `X.base.pb.gz`, for `go tool pprof -diff_base X.base.pb.gz X.pb.gz`. */
+export function baseProfileName(profile: string): string {
+  return `${basename(profile).replace(/\.pb\.gz$/, "")}.base.pb.gz`;
 }
 
 /**

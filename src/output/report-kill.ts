@@ -1,16 +1,22 @@
+import { pageSize } from "../process/libc.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
+import { placementFields, type ProcessPlacement } from "../cgroup/process-placement.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
+import { memoryBreakdown, type MemoryBreakdown } from "../gobinary/memstats-layout.ts";
+import { memoryComment } from "../profile/memory-comment.ts";
+import { formatMemoryBreakdown } from "./format.ts";
 import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
-import { allocationSites, type SiteTable } from "../profile/sites.ts";
+import { allocationSites, siteGrowth, type SiteGrowth, type SiteTable } from "../profile/sites.ts";
+import type { BaseCounters } from "../capture/counter-readings.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import type { Liveness } from "../process/liveness.ts";
-import { nowIso, type KillEvent } from "./events.ts";
-import { profileFileName, writeFileAtomic } from "./profile-file.ts";
+import { nowIso, topSites, type KillEvent } from "./events.ts";
+import { baseProfileName, profileFileName, writeFileAtomic } from "./profile-file.ts";
 
 export interface KillContext {
   /** The Go binary the walk belonged to, or undefined for a process oomprof could not profile. */
@@ -18,7 +24,8 @@ export interface KillContext {
   symbolizer: Symbolizer | undefined;
   outDir: string;
   lostEvents: number;
-  cgroup: string | null;
+  /** Where it ran as /proc showed it while it lived; what its own thread read at the kill wins. */
+  where: ProcessPlacement;
   limitBytes: number | null;
   /** When the OOM record arrived, for capture_ms. */
   firstSeenMs: number | undefined;
@@ -28,11 +35,18 @@ export interface KillContext {
   exe?: string;
   /** The victim still runs as this is reported: picked by the OOM killer, not (yet) killed. */
   stillRunning?: Liveness;
+  /** Its counters of about --base-age before death, for a base profile beside the kill's. */
+  base?: BaseCounters;
 }
 
 export interface KillReport {
   event: KillEvent;
   sites: SiteTable | undefined;
+  /** Sites by growth between the base profile and death, fastest first; undefined without a base. */
+  growth: SiteGrowth[] | undefined;
+  /** Why a base there were counters for could not be written. */
+  baseError?: string;
+  phases: PhaseTimes;
 }
 
 export interface HeapProfileInput {
@@ -50,6 +64,26 @@ export interface HeapProfileInput {
   what: string;
   /** Why the capture is partial; empty when complete. */
   gaps: string[];
+  /** Where the time goes, for `--verbose` and scripts/bench-capacity. */
+  phases?: PhaseTimes;
+  /** The file's name in outDir (default: profileFileName's). */
+  name?: string;
+  /** Where the memory went, for the profile's comments (and so `oomprof report`). */
+  memory?: { rssBytes: number | null; figures: MemoryBreakdown };
+}
+
+/** Milliseconds spent in each step of turning records into a profile on disk, in order. */
+export class PhaseTimes {
+  readonly steps: Array<[string, number]> = [];
+  private last = performance.now();
+  mark(step: string): void {
+    const now = performance.now();
+    this.steps.push([step, now - this.last]);
+    this.last = now;
+  }
+  toString(): string {
+    return this.steps.map(([s, ms]) => `${s} ${ms.toFixed(1)}`).join(", ");
+  }
 }
 
 /** Encodes buckets as a pprof profile and writes it atomically into outDir. */
@@ -58,6 +92,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   // Counters read with an unknown record layout would make a wrong profile.
   if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
   const samples = heapSamples(withByteCounts(p.buckets, t.memRecordWords), p.memProfileRate, p.cycle);
+  p.phases?.mark("samples");
   // The PCs are run-time addresses; the binary's tables are at link-time ones (PIE).
   const inner = p.symbolizer;
   const symbolizer = inner && p.bias !== 0 ? { frames: (pc: bigint) => inner.frames(pc - BigInt(p.bias)) } : inner;
@@ -76,12 +111,25 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
         `go: ${t.buildInfo.goVersion}${t.buildInfo.mainModule ? ` module ${t.buildInfo.mainModule.path}@${t.buildInfo.mainModule.version}` : ""}`,
         `capture: ${p.buckets.length} buckets, ${p.gaps.length === 0 ? "complete" : `PARTIAL (${p.gaps.join("; ")})`}`,
         "views: inuse_* = active + all future cycles (default); gc_live_* = live at the last completed GC (runtime/pprof's view); since_gc_* = the difference",
+        ...memoryComments(p.memory),
       ],
     },
     symbolizer,
   );
-  const path = writeFileAtomic(p.outDir, profileFileName(p.comm, p.pid, p.when), encodeProfileGz(pprof));
-  return { path, sites: allocationSites(samples, symbolizer) };
+  p.phases?.mark("symbolize+pprof");
+  const gz = encodeProfileGz(pprof);
+  p.phases?.mark("encode+gzip");
+  const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
+  p.phases?.mark("write");
+  const sites = allocationSites(samples, symbolizer);
+  p.phases?.mark("sites");
+  return { path, sites };
+}
+
+/** A readable line for `go tool pprof -comments`, and the figures for `oomprof report`. */
+function memoryComments(m: HeapProfileInput["memory"]): string[] {
+  const line = m && formatMemoryBreakdown(m.rssBytes, m.figures);
+  return m && line ? [`memory: ${line}`, memoryComment(m.rssBytes, m.figures)] : [];
 }
 
 function notKilledReason(l: Liveness, firstSeenMs: number | undefined): string {
@@ -93,6 +141,7 @@ function notKilledReason(l: Liveness, firstSeenMs: number | undefined): string {
 /** Turns what the probes saw about one dead process into its profile file and event. */
 export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   const when = new Date();
+  const phases = new PhaseTimes();
   const t = ctx.target;
   // Some bpftrace versions (0.23) print the victim's comm as "" (a __data_loc field).
   const exeName = (t?.path ?? ctx.exe)?.split("/").pop();
@@ -100,15 +149,22 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   let profile: string | null = null;
   let sites: SiteTable | undefined;
   let reason: string | null = null;
+  let base: { path: string; ageMs: number } | undefined;
+  let growth: SiteGrowth[] | undefined;
+  let baseError: string | undefined;
+  /** When the kill's profile was on disk: capture_ms does not count the base's writing. */
+  let onDiskMs: number | undefined;
   // Lost output shows up as a gap in the bucket chain or a partial stack, which c.gaps
   // already names; lost lines the mirror made up for do not make a capture partial.
   const gaps = [...c.gaps];
+  // The kprobe's pick (K) says so too when mark_victim's record never came.
+  const oomKilled = c.victim !== undefined || c.oomKillProcess !== undefined;
   const complete = gaps.length === 0 && c.header !== undefined;
   // Without a walk, a victim that still runs was picked but not killed; with one it is dying.
   const notKilled = c.header ? undefined : ctx.stillRunning;
   if (notKilled) reason = notKilledReason(notKilled, ctx.firstSeenMs);
   else if (!t) reason = ctx.noProfileReason ?? "not a Go program oomprof knows";
-  else if (!c.header && c.victim)
+  else if (!c.header && oomKilled)
     reason =
       ctx.noProfileReason ??
       "no heap walk ran: it died before oomprof's walk for its binary was attached, or it was already exiting when the OOM killer picked it";
@@ -116,24 +172,49 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   else if (c.header.memProfileRate === 0) reason = DISABLED_HINT;
   else if (t.memRecordWords === undefined) reason = UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion);
   else if (!complete) reason = gaps.join("; ");
+  const v = c.victim;
+  // RSS at death as oom:mark_victim saw it; unknown on kernels whose tracepoint has only pid.
+  const rssBytes = v && v.anonRssKb !== null ? (v.anonRssKb + (v.fileRssKb ?? 0) + (v.shmemRssKb ?? 0)) * 1024 : null;
+  const memory = memoryBreakdown(c.memStats, rssBytes);
   if (t?.memRecordWords && c.header && c.buckets.length > 0) {
+    const what = oomKilled ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL";
+    // The base profile takes the same path as the kill's, so that sample types, stacks and names match for -diff_base.
+    const same = { target: t, symbolizer: ctx.symbolizer, outDir: ctx.outDir, pid: c.pid, comm, bias: c.header.bias };
     try {
       const written = writeHeapProfile({
-        target: t,
-        symbolizer: ctx.symbolizer,
-        outDir: ctx.outDir,
-        pid: c.pid,
-        comm,
+        ...same,
         when,
         buckets: c.buckets,
         memProfileRate: c.header.memProfileRate,
         cycle: c.header.cycle,
-        bias: c.header.bias,
-        what: c.victim ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL",
+        what,
         gaps,
+        phases,
+        memory: { rssBytes, figures: memory },
       });
       profile = written.path;
+      onDiskMs = performance.now();
       sites = written.sites;
+      if (ctx.base) {
+        const b = ctx.base;
+        try {
+          const written = writeHeapProfile({
+            ...same,
+            when: new Date(when.getTime() - b.ageMs),
+            buckets: b.buckets,
+            memProfileRate: b.memProfileRate,
+            cycle: b.cycle,
+            what: `${(b.ageMs / 1000).toFixed(1)} s before the ${what}`,
+            gaps: [],
+            name: baseProfileName(profile),
+          });
+          base = { path: written.path, ageMs: b.ageMs };
+          growth = siteGrowth(written.sites, sites, b.ageMs / 1000);
+          phases.mark("base");
+        } catch (e) {
+          baseError = (e as Error).message;
+        }
+      }
     } catch (e) {
       // A full disk or a vanished --out: the event still says what happened. Anything
       // else is a bug, but the kill is still reported rather than lost with a crash.
@@ -141,9 +222,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       if (!(e instanceof UserError) && config().debug) console.error(e);
     }
   }
-  const v = c.victim;
   const event: KillEvent = {
-    event: v ? "oom_kill" : c.runtimeOom !== undefined ? "runtime_oom" : "kill",
+    event: oomKilled ? "oom_kill" : c.runtimeOom !== undefined ? "runtime_oom" : "kill",
     message: c.runtimeOom ?? null,
     time: nowIso(),
     pid: c.pid,
@@ -162,6 +242,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     still_running: notKilled !== undefined,
     goroutines: c.goroutines?.count ?? null,
     goroutines_upper_bound: c.goroutines?.atMost ?? false,
+    memory,
     anon_rss_kb: v?.anonRssKb ?? null,
     file_rss_kb: v?.fileRssKb ?? null,
     shmem_rss_kb: v?.shmemRssKb ?? null,
@@ -169,10 +250,12 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     oom_score_adj: v?.oomScoreAdj ?? null,
     trigger: v && c.trigger ? { pid: v.triggerPid, comm: c.trigger.triggerComm } : null,
     constraint: c.oomKillProcess ? (c.oomKillProcess.memcgConstrained ? "memcg" : "global") : null,
-    cgroup: ctx.cgroup,
-    limit_bytes: ctx.limitBytes,
-    top: (sites?.sites ?? []).slice(0, 10).map((s) => ({ function: s.function, inuse_bytes: s.bytes.inuse, share: Number(s.share.inuse.toFixed(4)) })),
-    capture_ms: ctx.firstSeenMs !== undefined ? Math.round(performance.now() - ctx.firstSeenMs) : null,
+    ...placementFields({ ...ctx.where, ...(c.cgroupPath !== undefined && { cgroup: c.cgroupPath }), ...(c.nsPid !== undefined && { nsPid: c.nsPid }) }),
+    limit_bytes: ctx.limitBytes ?? (c.limitPages !== undefined ? c.limitPages * pageSize() : null),
+    top: topSites(sites?.sites ?? []),
+    capture_ms: ctx.firstSeenMs !== undefined ? Math.round((onDiskMs ?? performance.now()) - ctx.firstSeenMs) : null,
+    base_profile: base?.path ?? null,
+    base_age_ms: base?.ageMs ?? null,
   };
-  return { event, sites };
+  return { event, sites, growth, baseError, phases };
 }

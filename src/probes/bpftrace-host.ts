@@ -1,7 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { markVictimHasCounters, readTracepointFormat } from "../host/tracepoint-format.ts";
 import { z } from "zod";
 import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { hostVictimContext, type VictimContextLayout } from "../host/victim-context.ts";
 
 /** What this host's bpftrace is and which attach points it offers. */
 export interface BpftraceHost {
@@ -11,6 +13,10 @@ export interface BpftraceHost {
   hasOomKillProcessKprobe: boolean;
   /** sched_process_exit fires while the exiting thread still has its mm (Linux 6.16+). */
   exitKeepsMm: boolean;
+  /** oom:mark_victim has comm and the RSS counters; else it has only pid (kernels before the 2024 change). */
+  markVictimCounters: boolean;
+  /** Where the OOM probe reads the victim's memory cgroup and namespaced pid; undefined without BTF. */
+  victimContext?: VictimContextLayout;
 }
 
 export interface BpftraceVersion {
@@ -75,17 +81,19 @@ export async function detectBpftrace(): Promise<BpftraceHost> {
     version,
     hasOomKillProcessKprobe: listed.ok && listed.out.includes("kprobe:oom_kill_process"),
     exitKeepsMm: exitTracepointKeepsMm(),
+    markVictimCounters: markVictimCounters(),
+    victimContext: hostVictimContext(),
   };
 }
 
 /** The sched_process_exit tracepoint gained `group_dead` when it moved before exit_mm(). */
 function exitTracepointKeepsMm(): boolean {
-  for (const root of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) {
-    try {
-      return readFileSync(`${root}/events/sched/sched_process_exit/format`, "utf8").includes("group_dead");
-    } catch {
-      /* try the next mount point */
-    }
-  }
-  return false;
+  return readTracepointFormat("sched/sched_process_exit")?.includes("group_dead") ?? false;
+}
+
+/** oom:mark_victim carries comm and the RSS counters (kernels since the 2024 change), unless OOMPROF_MARK_VICTIM=pid-only says to act as if not. */
+function markVictimCounters(): boolean {
+  if (config().markVictim === "pid-only") return false;
+  const format = readTracepointFormat("oom/mark_victim");
+  return format === undefined || markVictimHasCounters(format);
 }

@@ -4,7 +4,7 @@ import type { GoTarget } from "../gobinary/go-target.ts";
 import { MAX_PROCS_SUMMED } from "../gobinary/runtime-layout.ts";
 import type { BpftraceHost } from "./bpftrace-host.ts";
 import { targetRows } from "./target-table.ts";
-import { comment, EMPTY_FRAGMENT, fill, goSymbol, joinFragments, PROBES, uprobePath, type TrustedFragment } from "./template.ts";
+import { comment, EMPTY_FRAGMENT, fill, goSymbol, ident, joinFragments, PROBES, uprobePath, type TrustedFragment } from "./template.ts";
 import { chooseWalk, walkAttachPoints, type WalkLimits, type WalkVariant } from "./walk-templates.ts";
 
 export interface ScriptOptions {
@@ -48,7 +48,8 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   const walk = chooseWalk(opts.host.version, opts.limits);
   const parts = [fill(PROBES.preamble, { OOMPROF_VERSION: comment(VERSION), BPFTRACE_VERSION: comment(opts.host.version.text), WALK_TEMPLATE: comment(walk.name) })];
   if (opts.victims ?? true) {
-    parts.push(fill(PROBES.markVictim));
+    parts.push(opts.host.markVictimCounters ? PROBES.markVictim : PROBES.markVictimPidOnly);
+    parts.push(fill(PROBES.victimSigkill, {}, { VICTIM_CONTEXT: victimContextFragment(opts.host) }));
     if (opts.host.hasOomKillProcessKprobe) parts.push(fill(PROBES.oomKillProcessKprobe));
   }
   if (opts.followExecs) {
@@ -68,6 +69,23 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
 }
 
 
+/** Cgroup levels the probe follows up from the victim's memory cgroup (Kubernetes needs 4 or 5). */
+export const CGROUP_DEPTH = 12;
+
+/** The victim's memory cgroup and namespaced pid, where this kernel's layout is known. */
+function victimContextFragment(host: BpftraceHost): TrustedFragment {
+  const l = host.victimContext;
+  if (!l) return EMPTY_FRAGMENT;
+  return fill(PROBES.victimContext, {
+    MEMORY_SUBSYS: l.memorySubsysId,
+    CGROUP_DEPTH,
+    KN_PARENT: ident(l.kernfsParent),
+    PID_NUMBERS: l.pidNumbers,
+    UPID_SIZE: l.upidSize,
+    UPID_NR: l.upidNr,
+  });
+}
+
 /** The bucket offsets the walks read with (src/gobinary/bucket-layout.ts). */
 const BUCKET_VALUES = {
   BUCKET_ALLNEXT: BUCKET.allnext,
@@ -76,6 +94,11 @@ const BUCKET_VALUES = {
   BUCKET_STK: BUCKET.headerBytes,
 } satisfies Record<string, number>;
 
+/** The bucket offsets a walk template reads (each fill must have its placeholder). */
+function bucketValuesIn(template: TrustedFragment): Partial<typeof BUCKET_VALUES> {
+  return Object.fromEntries(Object.entries(BUCKET_VALUES).filter(([name]) => template.text.includes(`{{${name}}}`)));
+}
+
 /**
  * The walk: one table of target binaries, one walk probe per attach point whatever the
  * number of binaries, the goroutine count beside each, Go's runtime OOM throw per binary
@@ -83,21 +106,33 @@ const BUCKET_VALUES = {
  */
 function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTarget]>, walk: WalkVariant): TrustedFragment[] {
   const parts = [fill(PROBES.targets, {}, { TARGET_ROWS: targetRows(targets) })];
-  // A binary added while bpftrace runs may have a goroutine layout: the probe is always there.
-  const counted = opts.growingTable || targets.some(([, t]) => t.goroutines);
+  // A binary added while bpftrace runs may have a goroutine or memstats layout: the probe is always there.
+  const counted = opts.growingTable || targets.some(([, t]) => t.goroutines || t.memStats);
   for (const attach of walkAttachPoints(opts.host, walk.name)) {
     const attachName = comment(attach.name);
-    parts.push(fill(walk.template, { ...walk.values, ...BUCKET_VALUES, ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart }));
-    // Needs a release whose struct layout is known; the table says which binaries have one.
+    const phase = walk.counterPhase;
+    const counters: Record<string, TrustedFragment> = phase ? { COUNTER_PHASE: fill(phase.template, { ...phase.values, ...bucketValuesIn(phase.template) }) } : {};
+    parts.push(fill(walk.template, { ...walk.values, ...bucketValuesIn(walk.template), ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart, ...counters }));
+    for (let copy = 0; copy < (phase?.extraProbes ?? 0); copy++) {
+      parts.push(fill(PROBES.walkMoreCounters, { ATTACH_NAME: attachName }, { ATTACH: attach.template, ...counters }));
+    }
+    // Needs a release whose struct layouts are known; the table says which binaries have them.
     if (counted) parts.push(fill(PROBES.goroutines, { ATTACH_NAME: attachName, MAX_PROCS: MAX_PROCS_SUMMED }, { ATTACH: attach.template }));
   }
   for (const [id, target] of targets) {
     const link = opts.uprobeLinks?.get(id);
     // Go's own out-of-memory throw: the message is read under the register ABI (amd64).
     if (link && target.throwSymbol && target.arch === "amd64") {
-      parts.push(fill(PROBES.oomThrow, { TARGET_ID: id, TARGET_LINK: uprobePath(link), THROW_SYMBOL: goSymbol(target.throwSymbol) }));
+      parts.push(
+        fill(
+          PROBES.oomThrow,
+          { TARGET_ID: id, TARGET_LINK: uprobePath(link), THROW_SYMBOL: goSymbol(target.throwSymbol) },
+          { VICTIM_CONTEXT: victimContextFragment(opts.host) },
+        ),
+      );
     }
   }
+  if (opts.notifyExecs) parts.push(fill(PROBES.execWalked));
   parts.push(fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT }));
   return parts;
 }

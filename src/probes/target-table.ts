@@ -9,11 +9,14 @@ import { comment, fill, joinFragments, PROBES, type Fill, type TrustedFragment }
  * targetRowValues, and the map names from the template itself, so they cannot disagree.
  */
 
-/** One assignment line of target-row.bt: `@map[(uint64){{INODE}}] = {{PLACEHOLDER}};`. */
-const ROW_LINE = /^\s*@(\w+)\[\(uint64\)\{\{INODE\}\}\] = \{\{([A-Z][A-Z0-9_]*)\}\};$/;
+/** One assignment line of target-row.bt: `@map[(uint64){{INODE}}] = (uint64){{PLACEHOLDER}};`. */
+const ROW_LINE = /^\s*@(\w+)\[\(uint64\)\{\{INODE\}\}\] = \(uint64\)\{\{([A-Z][A-Z0-9_]*)\}\};$/;
 
 /** watch's executables seen, keyed by (inode, size) (probes/common/exec-notify.bt, exec-hold.bt). */
 export const EXEC_SEEN_MAP = "exec_seen";
+
+/** Where each process's read-ahead bucket copy is whole, by pid: the walk prints no stack from there (probes/walk/targets.bt). */
+export const STACKS_SEEN_MAP = "stk_seen";
 
 /** bpftrace names a map `AT_<name>` in the kernel, cut at 15 characters. */
 export const KERNEL_MAP_NAME_MAX = 15;
@@ -34,6 +37,7 @@ export const TARGET_ROW_MAPS: ReadonlyArray<{ map: string; placeholder: string }
 /** One row's values: where this binary keeps what the walk reads (0: absent). id -1: the row that declares the maps. */
 export function targetRowValues(t: GoTarget | undefined, id: number): Record<string, number | bigint> {
   const g = t?.goroutines;
+  const m = t?.memStats;
   return {
     INODE: t?.inode ?? 0,
     // 0 means "not a target": the walk's predicate tests it.
@@ -52,6 +56,12 @@ export function targetRowValues(t: GoTarget | undefined, id: number): Record<str
     SCHED_GFREE_N2: g?.schedGFreeN2 !== undefined ? g.sched + BigInt(g.schedGFreeN2) : 0,
     SCHED_NGSYS: g ? g.sched + BigInt(g.schedNgsys) : 0,
     P_GFREE_N: g?.pGFreeN ?? 0,
+    // Addresses of the words the memory breakdown reads (memstats-layout.ts); 0: none.
+    GC_HEAP_INUSE: m ? m.gcController + BigInt(m.heapInUse) : 0,
+    GC_MAPPED_READY: m ? m.gcController + BigInt(m.mappedReady) : 0,
+    MS_STACKS_SYS: m ? m.memstats + BigInt(m.stacksSys) : 0,
+    MS_IN_STACKS: m ? m.memstats + BigInt(m.heapStats + m.inStacks) : 0,
+    MS_DELTA_SIZE: m?.deltaSize ?? 0,
   };
 }
 

@@ -2,10 +2,14 @@ import preamble from "../../probes/common/preamble.bt" with { type: "text" };
 import canary from "../../probes/common/canary.bt" with { type: "text" };
 import execHold from "../../probes/common/exec-hold.bt" with { type: "text" };
 import execNotify from "../../probes/common/exec-notify.bt" with { type: "text" };
+import execWalked from "../../probes/common/exec-walked.bt" with { type: "text" };
 import exitMarker from "../../probes/common/exit.bt" with { type: "text" };
 import followExec from "../../probes/common/follow-exec.bt" with { type: "text" };
 import oomKillProcessKprobe from "../../probes/oom/kprobe-oom-kill-process.bt" with { type: "text" };
 import markVictim from "../../probes/oom/mark-victim.bt" with { type: "text" };
+import markVictimPidOnly from "../../probes/oom/mark-victim-pid-only.bt" with { type: "text" };
+import victimContext from "../../probes/oom/victim-context.bt" with { type: "text" };
+import victimSigkill from "../../probes/oom/victim-sigkill.bt" with { type: "text" };
 import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
 import attachExit from "../../probes/walk/attach/exit.bt" with { type: "text" };
 import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "text" };
@@ -16,6 +20,8 @@ import walkStart from "../../probes/walk/start.bt" with { type: "text" };
 import targetRow from "../../probes/walk/target-row.bt" with { type: "text" };
 import targets from "../../probes/walk/targets.bt" with { type: "text" };
 import walkWhile from "../../probes/walk/while.bt" with { type: "text" };
+import walkWhileCounters from "../../probes/walk/while-counters.bt" with { type: "text" };
+import walkMoreCounters from "../../probes/walk/while-more-counters.bt" with { type: "text" };
 
 /*
  * The only way text reaches a generated bpftrace script. Two kinds of placeholder:
@@ -53,15 +59,21 @@ export const PROBES = {
   canary: probe("common/canary.bt", canary),
   execHold: probe("common/exec-hold.bt", execHold),
   execNotify: probe("common/exec-notify.bt", execNotify),
+  execWalked: probe("common/exec-walked.bt", execWalked),
   exitMarker: probe("common/exit.bt", exitMarker),
   followExec: probe("common/follow-exec.bt", followExec),
   oomKillProcessKprobe: probe("oom/kprobe-oom-kill-process.bt", oomKillProcessKprobe),
   markVictim: probe("oom/mark-victim.bt", markVictim),
+  markVictimPidOnly: probe("oom/mark-victim-pid-only.bt", markVictimPidOnly),
+  victimSigkill: probe("oom/victim-sigkill.bt", victimSigkill),
+  victimContext: probe("oom/victim-context.bt", victimContext),
   oomThrow: probe("runtime/oom-throw.bt", oomThrow),
   attachExit: probe("walk/attach/exit.bt", attachExit),
   attachSigkill: probe("walk/attach/sigkill.bt", attachSigkill),
   walkForMap: probe("walk/for-map.bt", walkForMap),
   walkWhile: probe("walk/while.bt", walkWhile),
+  walkWhileCounters: probe("walk/while-counters.bt", walkWhileCounters),
+  walkMoreCounters: probe("walk/while-more-counters.bt", walkMoreCounters),
   walkStart: probe("walk/start.bt", walkStart),
   goroutines: probe("walk/goroutines.bt", goroutines),
   goroutinesCleanup: probe("walk/goroutines-cleanup.bt", goroutinesCleanup),

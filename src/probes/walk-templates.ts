@@ -10,6 +10,8 @@ export interface WalkLimits {
   counterIterations: number;
   /** 8-frame stack lines one probe firing prints. */
   stackIterations: number;
+  /** while walk: probes beside the walk that only continue its counter phase, at each attach point. */
+  extraCounterProbes: number;
   /**
    * for-map walk (0.21+): keys in the map its three nested loops iterate over, so one
    * firing prints up to loopKeys³ lines (C and S together). At most 100 (unroll's limit).
@@ -21,17 +23,21 @@ export interface WalkVariant {
   name: string;
   template: TrustedFragment;
   values: Record<string, number>;
+  /** while: the counter phase (included in the walk, and repeated by `extraProbes` probes of its own). */
+  counterPhase?: { template: TrustedFragment; values: Record<string, number>; extraProbes: number };
 }
 
 /**
  * 0.17-0.20: bounded `while` loops, verified instruction by instruction. Measured on
  * 0.17 (Linux 6.18): 4,000 counter lines load in ~0.5 s, 8,000 fail; stack lines cost
- * more (a branch per line). With the live mirror supplying old stacks, counters matter
- * most, so a firing prints up to 4,000 buckets' counters and 500 stack lines.
+ * more (a branch per line). With the live mirror supplying old stacks (the walk stops
+ * printing them where the mirror is whole), counters matter most, so a firing prints up
+ * to 4,000 buckets' counters and 400 stack lines (500 no longer verified once the stack
+ * loop also tested where the mirror's copy begins).
  * 0.21+: `for` over a map (bpf_for_each_map_elem), whose body is verified once: 100 keys
  * nested three deep is a million lines a firing, enough for 200,000+ buckets.
  */
-export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 500, loopKeys: 100 };
+export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 400, extraCounterProbes: 0, loopKeys: 100 };
 
 export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
@@ -46,10 +52,12 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   // while walk loads at 250 iterations and fails at 500 ("BPF program is too large").
   const newer = versionAtLeast(version, 0, 21) ? { counterIterations: 250, stackIterations: 250 } : {};
   const w = { ...WHILE_DEFAULTS, ...newer, ...limits };
+  if (!Number.isInteger(w.extraCounterProbes) || w.extraCounterProbes < 0 || w.extraCounterProbes > 8) throw new Error(`extraCounterProbes must be 0-8, got ${w.extraCounterProbes}`);
   return {
     name: "while",
     template: PROBES.walkWhile,
-    values: { COUNTER_ITERATIONS: w.counterIterations, STACK_ITERATIONS: w.stackIterations },
+    values: { STACK_ITERATIONS: w.stackIterations },
+    counterPhase: { template: PROBES.walkWhileCounters, values: { COUNTER_ITERATIONS: w.counterIterations }, extraProbes: w.extraCounterProbes },
   };
 }
 

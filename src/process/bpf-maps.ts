@@ -26,6 +26,7 @@ const BPF_OBJ_GET_INFO_BY_FD = 15n;
 const ATTR_BYTES = 128;
 const MAP_INFO_BYTES = 88;
 const ENOENT = 2;
+const EPERM = 1;
 
 /** One map descriptor line set from /proc/PID/fdinfo. */
 const FdInfo = z.object({
@@ -78,7 +79,10 @@ export class BpfMap {
     const attr = new Uint8Array(ATTR_BYTES);
     new DataView(attr.buffer).setUint32(0, id, true);
     const r = bpf(BPF_MAP_GET_FD_BY_ID, attr);
-    if (r.ret < 0) throw new BpfError(`cannot open BPF map ${id} (errno ${r.errno})`);
+    if (r.ret < 0) {
+      const why = r.errno === EPERM ? ": permission denied (opening a map by id needs CAP_SYS_ADMIN)" : ` (errno ${r.errno})`;
+      throw new BpfError(`cannot open BPF map ${id}${why}`);
+    }
     const fd = r.ret;
     try {
       const info = new Uint8Array(MAP_INFO_BYTES);
@@ -103,16 +107,20 @@ export class BpfMap {
   /** The maps of process pid whose names are in `names`, opened; the others are not kept open. */
   static findByName(pid: number, names: string[]): Map<string, BpfMap> {
     const found = new Map<string, BpfMap>();
+    let refused: unknown;
     for (const id of mapIdsOf(pid)) {
       let m: BpfMap;
       try {
         m = BpfMap.open(id);
-      } catch {
+      } catch (e) {
+        refused ??= e;
         continue;
       }
       if (names.includes(m.name) && !found.has(m.name)) found.set(m.name, m);
       else m.close();
     }
+    // Every map refused: say why, not that the maps are missing.
+    if (found.size === 0 && refused) throw refused;
     return found;
   }
 

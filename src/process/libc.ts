@@ -10,6 +10,7 @@ function openLibc() {
     syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64], returns: FFIType.i64 },
     __errno_location: { args: [], returns: FFIType.ptr },
     clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
   });
 }
 
@@ -65,4 +66,12 @@ export function nsToMs(ns: bigint): number {
 export function monotonicMs(): number | undefined {
   const ns = monotonicNs();
   return ns === undefined ? undefined : nsToMs(ns);
+}
+
+const SC_PAGESIZE = 30;
+
+/** The kernel's page size (memory cgroup limits are kept in pages); 4096 without libc. */
+export function pageSize(): number {
+  const size = Number(loaded()?.symbols.sysconf(SC_PAGESIZE) ?? 0);
+  return size > 0 ? size : 4096;
 }

@@ -9,6 +9,7 @@ const Stat = z.object({
   state: z.string().length(1),
   ppid: z.number().int().nonnegative(),
   flags: z.number().int().nonnegative(),
+  threads: z.number().int().nonnegative(),
 });
 
 export interface Liveness {
@@ -29,6 +30,11 @@ export function liveState(pid: number): string | undefined {
   return state === "Z" || state === "X" ? undefined : state;
 }
 
+/** How many threads pid has (each takes its own SIGKILL: one walk firing apiece), or undefined when it is gone. */
+export function threadCount(pid: number): number | undefined {
+  return readStat(pid)?.threads;
+}
+
 /** Exists, zombies included (one syscall, no /proc read). */
 export function processExists(pid: number): boolean {
   try {
@@ -39,13 +45,13 @@ export function processExists(pid: number): boolean {
   }
 }
 
-/** Continues a stopped process; false if it is gone. */
-export function resume(pid: number): boolean {
+/** Continues a stopped process: done, gone, or refused (another user's, without CAP_KILL). */
+export function resume(pid: number): "resumed" | "gone" | "denied" {
   try {
     process.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
+    return "resumed";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM" ? "denied" : "gone";
   }
 }
 
@@ -74,7 +80,7 @@ function readStat(pid: number): z.infer<typeof Stat> | undefined {
     const raw = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the comm, which may itself contain spaces and parentheses.
     const f = raw.slice(raw.lastIndexOf(")") + 2).split(" ");
-    return Stat.parse({ state: f[0], ppid: Number(f[1]), flags: Number(f[6]) });
+    return Stat.parse({ state: f[0], ppid: Number(f[1]), flags: Number(f[6]), threads: Number(f[17]) });
   } catch {
     return undefined;
   }
@@ -96,7 +102,7 @@ export function continueStoppedTree(rootPid: number): number[] {
   for (const queue = [rootPid]; queue.length;) {
     const pid = queue.shift()!;
     queue.push(...(children.get(pid) ?? []));
-    if (processState(pid) === "T" && resume(pid)) continued.push(pid);
+    if (processState(pid) === "T" && resume(pid) === "resumed") continued.push(pid);
   }
   return continued;
 }

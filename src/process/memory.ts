@@ -1,6 +1,7 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
+import { pageSize } from "./libc.ts";
 
 /** One line of /proc/PID/maps. */
 export const MapsLine = z.object({
@@ -51,6 +52,21 @@ export function loadBias(target: MappedBinary, maps: MapsLine[]): number {
   const text = maps.find((m) => m.inode === target.inode && m.perms[2] === "x" && m.offset === pageOffset);
   if (!text) throw new UserError(`${target.path}: its text segment is not mapped in this process`);
   return text.start - pageVaddr;
+}
+
+/** /proc/PID/statm: sizes in pages; only the first two fields are read. */
+const Statm = z.tuple([z.coerce.number().int().nonnegative(), z.coerce.number().int().nonnegative()]);
+
+/** pid's resident set in bytes (one small read), or undefined when it is gone. */
+export function residentBytes(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/statm`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const r = Statm.safeParse(text.trim().split(/\s+/).slice(0, 2));
+  return r.success ? r.data[1] * pageSize() : undefined;
 }
 
 /** Reads another process's memory through /proc/PID/mem without stopping it. */

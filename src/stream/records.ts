@@ -5,16 +5,17 @@
  * runs between the kill and the profile on disk.
  */
 
+/** The OOM killer's pick, from oom:mark_victim; the counters and comm are null where the kernel's tracepoint has only pid (a U record). */
 export interface VictimRecord {
   tag: "V";
   pid: number;
   triggerPid: number;
-  totalVmKb: number;
-  anonRssKb: number;
-  fileRssKb: number;
-  shmemRssKb: number;
-  oomScoreAdj: number;
-  comm: string;
+  totalVmKb: number | null;
+  anonRssKb: number | null;
+  fileRssKb: number | null;
+  shmemRssKb: number | null;
+  oomScoreAdj: number | null;
+  comm: string | null;
 }
 export interface TriggerRecord {
   tag: "T";
@@ -46,6 +47,15 @@ export interface GoroutinesRecord {
   ngsys: number;
   procsFree: number;
   procs: number;
+}
+/** The runtime's memory statistics at death (memstats-layout.ts): one inStacks per heapStats generation. */
+export interface MemStatsRecord {
+  tag: "M";
+  pid: number;
+  heapInUse: number;
+  mappedReady: number;
+  stacksSys: number;
+  inStacks: [number, number, number];
 }
 /** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
 export interface CounterRecord {
@@ -88,6 +98,11 @@ export interface ExecRecord {
   /** When it exec'd: the kernel's monotonic clock (bpftrace's nsecs). */
   execNs: bigint;
 }
+/** watch: a new process of a binary oomprof walks. */
+export interface WalkedExecRecord {
+  tag: "A";
+  pid: number;
+}
 export interface NewExecutableRecord {
   tag: "N";
   pid: number;
@@ -108,19 +123,49 @@ export interface VictimIdentityRecord {
   killNs: bigint;
 }
 
+/** One level of the victim's memory cgroup path (level 0 is the leaf): a name, or its first 63 bytes. */
+export interface CgroupNameRecord {
+  tag: "Y";
+  pid: number;
+  level: number;
+  name: string;
+}
+/** The rest of a long cgroup name, bytes 63 to 126, as bpftrace's %r escapes them (kept only after a full head). */
+export interface CgroupNameTailRecord {
+  tag: "Z";
+  pid: number;
+  level: number;
+  escaped: string;
+}
+/** After the Y records: how many levels, whether the path went on past them, the pid in its own pid namespace, and the binding memory limit in pages. */
+export interface VictimNamespaceRecord {
+  tag: "W";
+  pid: number;
+  levels: number;
+  truncated: boolean;
+  nsPid: number;
+  /** The smallest memory.max of its memory cgroup and their ancestors, in pages (huge when there is none). */
+  limitPages: number;
+}
+
 export type WalkRecord =
   | VictimRecord
   | VictimIdentityRecord
+  | CgroupNameRecord
+  | CgroupNameTailRecord
+  | VictimNamespaceRecord
   | TriggerRecord
   | OomKillProcessRecord
   | WalkHeaderRecord
   | GoroutinesRecord
+  | MemStatsRecord
   | CounterRecord
   | StackRecord
   | WalkEndRecord
   | ExitRecord
   | ExecRecord
   | NewExecutableRecord
+  | WalkedExecRecord
   | ReadyRecord
   | RuntimeOomRecord;
 
@@ -172,6 +217,19 @@ export function parseRecord(text: string): WalkRecord {
         oomScoreAdj: dec(f[7]),
         comm: rest(line, 8),
       };
+    case "U":
+      need(3);
+      return {
+        tag: "V",
+        pid: dec(f[1]),
+        triggerPid: dec(f[2]),
+        totalVmKb: null,
+        anonRssKb: null,
+        fileRssKb: null,
+        shmemRssKb: null,
+        oomScoreAdj: null,
+        comm: null,
+      };
     case "T":
       if (f.length < 3) throw new Error("short T record");
       return { tag: "T", pid: dec(f[1]), triggerComm: rest(line, 2) };
@@ -184,6 +242,16 @@ export function parseRecord(text: string): WalkRecord {
     case "G":
       need(7);
       return { tag: "G", pid: dec(f[1]), allglen: dec(f[2]), schedFree: dec(f[3]), ngsys: dec(f[4]), procsFree: dec(f[5]), procs: dec(f[6]) };
+    case "M":
+      need(8);
+      return {
+        tag: "M",
+        pid: dec(f[1]),
+        heapInUse: dec(f[2]),
+        mappedReady: dec(f[3]),
+        stacksSys: dec(f[4]),
+        inStacks: [dec(f[5]), dec(f[6]), dec(f[7])],
+      };
     case "C": {
       need(22);
       const counts = new Array<number>(16);
@@ -214,6 +282,18 @@ export function parseRecord(text: string): WalkRecord {
     case "I":
       need(5);
       return { tag: "I", pid: dec(f[1]), inode: dec(f[2]), startNs: nanos(f[3]!), killNs: nanos(f[4]!) };
+    case "Y":
+      if (f.length < 4) throw new Error("short Y record");
+      return { tag: "Y", pid: dec(f[1]), level: dec(f[2]), name: rest(line, 3) };
+    case "Z":
+      if (f.length < 4) throw new Error("short Z record");
+      return { tag: "Z", pid: dec(f[1]), level: dec(f[2]), escaped: rest(line, 3) };
+    case "W":
+      need(6);
+      return { tag: "W", pid: dec(f[1]), levels: dec(f[2]), truncated: dec(f[3]) !== 0, nsPid: dec(f[4]), limitPages: dec(f[5]) };
+    case "A":
+      need(2);
+      return { tag: "A", pid: dec(f[1]) };
     case "N":
       need(5);
       return { tag: "N", pid: dec(f[1]), inode: dec(f[2]), held: dec(f[3]) === 1, execNs: nanos(f[4]!) };

@@ -1,3 +1,4 @@
+import { memoryCgroupDir } from "../../src/cgroup/memory-cgroup.ts";
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -178,7 +179,7 @@ describe("faults", () => {
     expect(alive(start.pid)).toBe(false);
     const r = await runOomprof(["run", "--limit", "64M", "--out", tempDir(), "--", "true"]);
     expect(r.status).toBe(0);
-    expect(existsSync(start.cgroup)).toBe(false);
+    expect(existsSync(memoryCgroupDir(start.cgroup))).toBe(false);
   });
 
   test("bpftrace dies mid-run: run keeps the child, says capture is off, and passes its status through", async () => {

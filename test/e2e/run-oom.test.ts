@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { memoryCgroupDir } from "../../src/cgroup/memory-cgroup.ts";
 import { KillEvent } from "../../src/output/events.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 import { pprofTop, runOomprof, tempDir } from "../helpers/oomprof.ts";
@@ -43,7 +44,12 @@ describe("oomprof run: a leaking Go program OOM-killed in a 128M memory cgroup",
     expect(kill.comm).toBe("leaker");
     expect(kill.go_version).toMatch(/^go1\./);
     expect(kill.limit_bytes).toBe(LIMIT);
-    expect(kill.cgroup).toContain("oomprof-");
+    // Read by the victim's own thread at the kill, named as /proc/PID/cgroup names it; the start event agrees.
+    expect(kill.cgroup).toMatch(/^\/oomprof-\d+-[a-z0-9]+$/);
+    expect(result.events.find((e) => e.event === "start")).toMatchObject({ cgroup: kill.cgroup });
+    // Not in a container: no container, and its pid is the host's.
+    expect(kill.container).toBeNull();
+    expect(kill.ns_pid).toBe(kill.pid);
     expect(kill.buckets).toBeGreaterThan(0);
     expect(kill.lost_events).toBe(0);
     expect(kill.anon_rss_kb).toBeGreaterThan(64 * 1024);
@@ -80,6 +86,17 @@ describe("oomprof run: a leaking Go program OOM-killed in a 128M memory cgroup",
     expect(result.stderr).toContain("go tool pprof -http=:");
   });
 
+  test("the event's top: one entry per site, with its file and line; the summary agrees", () => {
+    const leak = kill.top[0]!;
+    expect(leak.function).toBe("main.leakStep");
+    expect(leak.file).toMatch(/leaker\/main\.go$/);
+    expect(leak.line).toBeGreaterThan(0);
+    // Two sites in one function stay apart by line.
+    const keys = kill.top.map((t) => `${t.function} ${t.file}:${t.line}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(result.stderr).toContain(`main.leakStep  leaker/main.go:${leak.line}`);
+  });
+
   test("the goroutine count at death is the parked goroutines plus main, as runtime.NumGoroutine counts", () => {
     expect(kill.goroutines).not.toBeNull();
     expect(kill.goroutines!).toBeGreaterThanOrEqual(PARKED + 1);
@@ -89,6 +106,6 @@ describe("oomprof run: a leaking Go program OOM-killed in a 128M memory cgroup",
   });
 
   test("the cgroup is removed afterwards", () => {
-    expect(existsSync(kill.cgroup!)).toBe(false);
+    expect(existsSync(memoryCgroupDir(kill.cgroup!))).toBe(false);
   });
 });

@@ -40,8 +40,8 @@ afterAll(async () => {
 });
 
 /** Runs a binary in a small memory cgroup until it is OOM-killed; its pid and how long it lived. */
-async function killQuickly(binary: string, env: Record<string, string> = FAST): Promise<{ pid: number; livedMs: number }> {
-  const cg = testCgroup(LIMIT);
+async function killQuickly(binary: string, env: Record<string, string> = FAST, limit = LIMIT): Promise<{ pid: number; livedMs: number }> {
+  const cg = testCgroup(limit);
   try {
     const t0 = performance.now();
     const p = Bun.spawn(cg.argv([binary]), { stdout: "ignore", stderr: "ignore", env: { ...process.env, ...env } });
@@ -100,8 +100,10 @@ describe("oomprof watch: no blind spot for new binaries", () => {
     // whole file, so this binary's walk goes live a few hundred ms after its exec.
     appendFileSync(instant, new Uint8Array(256 << 20));
     Bun.spawnSync(["chmod", "+x", instant]);
-    // Its first step asks for four times the limit: dead within milliseconds of starting.
-    const { pid } = await killQuickly(instant, { STEP_SLEEP_US: "0", LEAK_KIB: String(4 * (LIMIT >> 10)) });
+    // In an 8 MiB cgroup its first step (64 MiB at once) kills it within a few ms of its
+    // start; at 64 MiB the page faults took about as long as reading a cached binary, and
+    // the race was lost once in a few runs.
+    const { pid } = await killQuickly(instant, { STEP_SLEEP_US: "0", LEAK_KIB: String(LIMIT >> 10) }, 8 << 20);
     const e = await oomKillEvent(events, pid);
     expect(e.profile).toBeNull();
     expect(e.exe).toBe(instant);

@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { BpftraceLifecycle, type LaunchSpec, type RunningSession } from "../../src/capture/bpftrace-lifecycle.ts";
+import {
+  BpftraceLifecycle,
+  extraCounterProbesFor,
+  MAX_EXTRA_COUNTER_PROBES,
+  type LaunchSpec,
+  type RunningSession,
+} from "../../src/capture/bpftrace-lifecycle.ts";
 import { parseBpftraceVersion, type BpftraceHost } from "../../src/probes/bpftrace-host.ts";
-import type { WalkLimits } from "../../src/probes/walk-templates.ts";
+import { WHILE_DEFAULTS, type WalkLimits } from "../../src/probes/walk-templates.ts";
 import { parseRecord, type WalkRecord } from "../../src/stream/records.ts";
 
 /**
@@ -48,7 +54,13 @@ class FakeSession implements RunningSession {
 }
 
 function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void) {
-  const host: BpftraceHost = { path: "bpftrace", version: parseBpftraceVersion(`bpftrace v${version}`), hasOomKillProcessKprobe: false, exitKeepsMm: false };
+  const host: BpftraceHost = {
+    path: "bpftrace",
+    version: parseBpftraceVersion(`bpftrace v${version}`),
+    hasOomKillProcessKprobe: false,
+    exitKeepsMm: false,
+    markVictimCounters: true,
+  };
   const sessions: FakeSession[] = [];
   const warnings: string[] = [];
   const lost: string[] = [];
@@ -178,7 +190,7 @@ describe("bpftrace lifecycle", () => {
     expect(sessions).toHaveLength(2);
     sessions[1]!.attach(5);
     expect(await launched).toBe(5);
-    expect(limits[1]).toEqual({ counterIterations: 2000, stackIterations: 250 });
+    expect(limits[1]).toEqual({ counterIterations: 2000, stackIterations: 200 });
     expect(warnings[0]).toContain("retrying with 2000 buckets per firing");
   });
 
@@ -214,6 +226,31 @@ describe("bpftrace lifecycle", () => {
     sessions[1]!.attach(5);
     await lifecycle.settled();
     expect(lifecycle.bufferPages).toBe(sessions[1]!.spec.bufferPages);
+  });
+
+  test("a process with more buckets than one probe walks per firing gets counter probes of its own, in a relaunch", async () => {
+    const asked: Array<Partial<WalkLimits>> = [];
+    const ctx = setup("0.17.0", (limits) => asked.push({ ...limits }));
+    const first = ctx.lifecycle.launch();
+    ctx.sessions[0]!.attach(5);
+    await first;
+    // 3,000 a firing fits one probe's 4,000 (with a quarter as margin, 3,200 would too).
+    ctx.lifecycle.ensureCapacity(12_000, 3_000);
+    await tick();
+    expect(ctx.sessions).toHaveLength(1);
+    // 40,000 buckets over 4 threads: 10,000 a firing, 12,500 with the margin: 4 probes.
+    ctx.lifecycle.ensureCapacity(40_000, 10_000);
+    await tick();
+    expect(ctx.sessions).toHaveLength(2);
+    expect(asked.at(-1)?.extraCounterProbes).toBe(3);
+    ctx.sessions[1]!.attach(5);
+    await ctx.lifecycle.settled();
+    // Already there: no further relaunch; and never more than the cap.
+    ctx.lifecycle.ensureCapacity(40_000, 10_000);
+    await tick();
+    expect(ctx.sessions).toHaveLength(2);
+    expect(extraCounterProbesFor(1_000_000, { ...WHILE_DEFAULTS })).toBe(MAX_EXTRA_COUNTER_PROBES);
+    expect(extraCounterProbesFor(0, { ...WHILE_DEFAULTS })).toBe(0);
   });
 
   test("stop stops every bpftrace, one still attaching too", async () => {

@@ -1,21 +1,28 @@
+import { WHILE_DEFAULTS } from "../../src/probes/walk-templates.ts";
 import { beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { generateScript } from "../../src/probes/generate.ts";
+import { CGROUP_DEPTH, generateScript } from "../../src/probes/generate.ts";
 import { kernelMapName, TARGET_ROW_MAPS, targetRowValues } from "../../src/probes/target-table.ts";
 import { sessionScript, type ScriptMode } from "../../src/probes/session-script.ts";
 import { allOf, comment, fieldPath, fill, goSymbol, ident, joinFragments, notEqual, PROBES, uprobePath, type Fill } from "../../src/probes/template.ts";
 import type { BpftraceHost } from "../../src/probes/bpftrace-host.ts";
+import { hostVictimContext, type VictimContextLayout } from "../../src/host/victim-context.ts";
 import { parseBpftraceVersion } from "../../src/probes/bpftrace-host.ts";
 import { BUCKET, WALK_RECORD_WORDS, WORD_BYTES } from "../../src/gobinary/bucket-layout.ts";
 import { discoverGoTarget, type GoTarget } from "../../src/gobinary/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
-const host = (version: string, kprobes: boolean, exitKeepsMm = true): BpftraceHost => ({
+/** Linux 6.18's layout (this VM's): memory is controller 4, kernfs_node has __parent, struct pid's numbers[] at 144. */
+const LAYOUT_6_18: VictimContextLayout = { memorySubsysId: 4, kernfsParent: "__parent", pidNumbers: 144, upidSize: 16, upidNr: 0 };
+
+const host = (version: string, kprobes: boolean, exitKeepsMm = true, victimContext: VictimContextLayout | undefined = LAYOUT_6_18): BpftraceHost => ({
   path: "bpftrace",
   version: parseBpftraceVersion(`bpftrace v${version}`),
   hasOomKillProcessKprobe: kprobes,
   exitKeepsMm,
+  markVictimCounters: true,
+  victimContext,
 });
 
 const PROBES_DIR = resolve(import.meta.dir, "../../probes");
@@ -35,7 +42,10 @@ describe("fill", () => {
     expect(() => fill(PROBES.canary, { OOMPROF_PID: 5 })).toThrow("{{NONCE}} has no value");
     expect(() => fill(PROBES.canary, { OOMPROF_PID: 5, NONCE: 1, EXTRA: 2 })).toThrow("no placeholder for {{EXTRA}}");
     expect(() => fill(PROBES.targets)).toThrow("{{> TARGET_ROWS}} has no fragment");
-    expect(() => fill(PROBES.markVictim, {}, { TARGET_ROWS: PROBES.walkStart })).toThrow("no placeholder for {{> TARGET_ROWS}}");
+    expect(() => fill(PROBES.victimSigkill, {}, { TARGET_ROWS: PROBES.walkStart })).toThrow("{{> VICTIM_CONTEXT}} has no fragment");
+    expect(() => fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: PROBES.walkStart, TARGET_ROWS: PROBES.walkStart })).toThrow(
+      "no placeholder for {{> TARGET_ROWS}}",
+    );
     // A value where an include goes, and an include where a value goes, are both missing.
     expect(() => fill(PROBES.exitMarker, { GOROUTINES_CLEANUP: 1 })).toThrow();
   });
@@ -55,7 +65,7 @@ describe("fill", () => {
   test("includes take only oomprof's own fragments, already filled", () => {
     const rows = joinFragments([fill(PROBES.targetRow, rowValues(7))]);
     expect(fill(PROBES.targets, {}, { TARGET_ROWS: rows }).text).toContain(
-      "  @walk_armed[0] = 0;\n  // Target 3 is the binary with inode 7\n  @tgt_id[(uint64)7] = 4;\n",
+      "  @walk_armed[0] = 0;\n  // Target 3 is the binary with inode 7\n  @tgt_id[(uint64)7] = (uint64)4;\n",
     );
     // Not a fragment: plain text, or an object that looks like one.
     expect(() => fill(PROBES.targets, {}, { TARGET_ROWS: '  system("x");\n' as never })).toThrow("fragment of oomprof's own templates");
@@ -144,7 +154,7 @@ describe("generateScript", () => {
     const s = generateScript({ host: host("0.17.0", false), targets: [target] }).text;
     expect(s).toContain("tracepoint:oom:mark_victim");
     expect(s).toContain("tracepoint:signal:signal_deliver");
-    expect(s).toContain(`@tgt_id[(uint64)${target.inode}] = 1;`);
+    expect(s).toContain(`@tgt_id[(uint64)${target.inode}] = (uint64)1;`);
     expect(s).toContain(`0x${target.vars.mbuckets.toString(16)}`);
     expect(s).not.toContain("{{");
     expect(s).not.toContain(target.path); // no user-controlled text in the script
@@ -156,7 +166,7 @@ describe("generateScript", () => {
     const two = generateScript({ host: host("0.17.0", false), targets: [target, other] }).text;
     const walks = (s: string) => s.split("\n").filter((l) => l === "tracepoint:signal:signal_deliver").length;
     expect(walks(two)).toBe(walks(one));
-    expect(two).toContain(`@tgt_id[(uint64)${other.inode}] = 2;`);
+    expect(two).toContain(`@tgt_id[(uint64)${other.inode}] = (uint64)2;`);
     expect(two.length - one.length).toBeLessThan(1000);
   });
 
@@ -195,9 +205,9 @@ describe("generateScript", () => {
     // Stopped: executables not in the table yet, and those whose profiling is off.
     expect(run.text).toContain("(@tgt_id[(uint64)((struct inode *)curtask->mm->exe_file->f_inode)->i_ino] == 0 ||");
     expect(run.text).toContain("@tgt_noprof[(uint64)((struct inode *)curtask->mm->exe_file->f_inode)->i_ino] != 0)/");
-    expect(run.text).toContain(`@tgt_id[(uint64)${off.inode}] = 3;`);
-    expect(run.text).toContain(`@tgt_noprof[(uint64)${off.inode}] = 1;`);
-    expect(run.text).toContain(`@tgt_noprof[(uint64)${target.inode}] = 0;`);
+    expect(run.text).toContain(`@tgt_id[(uint64)${off.inode}] = (uint64)3;`);
+    expect(run.text).toContain(`@tgt_noprof[(uint64)${off.inode}] = (uint64)1;`);
+    expect(run.text).toContain(`@tgt_noprof[(uint64)${target.inode}] = (uint64)0;`);
     const watch = sessionScript({ host: host("0.17.0", false), targets: [target], mode: { kind: "watch", hold: false }, uprobeLinks: links });
     expect(watch.unsafe).toBe(false);
     expect(watch.text).toContain('printf("N %d %lu 0 %lu\\n"');
@@ -257,8 +267,40 @@ describe("generateScript", () => {
     expect(count).toBe(7 * 4 * 2 * 2 * 3);
   });
 
-  test("the 0.17 script is accepted by this host's bpftrace", async () => {
+  test("the victim's memory cgroup and namespaced pid: read by the layout the kernel gives, left out where it gives none", () => {
     const s = generateScript({ host: host("0.17.0", false), targets: [target] }).text;
+    expect(s).toContain("$kn = curtask->cgroups->subsys[4]->cgroup->kn;");
+    expect(s).toContain("$kn = $kn->__parent;");
+    expect(s).toContain(`unroll(${CGROUP_DEPTH})`);
+    expect(s).toContain("*(int32 *)((uint64)$tp + 144 + (uint64)$tp->level * 16 + 0)");
+    // The I record closes the set: it comes after the cgroup and the pid.
+    expect(s.indexOf('printf("W ')).toBeLessThan(s.indexOf('printf("I '));
+    const before615 = generateScript({
+      host: host("0.17.0", false, true, { ...LAYOUT_6_18, kernfsParent: "parent", memorySubsysId: 3 }),
+      targets: [target],
+    }).text;
+    expect(before615).toContain("$kn = $kn->parent;");
+    expect(before615).toContain("subsys[3]");
+    const noBtf = generateScript({ host: { ...host("0.17.0", false), victimContext: undefined }, targets: [target] }).text;
+    expect(noBtf).not.toContain("$kn");
+    expect(noBtf).toContain('printf("I ');
+  });
+
+  test("the while walk's counter phase: in the walk, and in each extra probe beside it; the map walk has none", () => {
+    const more = (s: string) => s.split("\n").filter((l) => l.startsWith("// More of the counter phase")).length;
+    expect(more(generateScript({ host: host("0.17.0", false), targets: [target] }).text)).toBe(0);
+    const three = generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 3 } }).text;
+    expect(more(three)).toBe(3);
+    // The walk itself and each extra probe carry the same counter loop.
+    expect(three.split(`while ($i < ${WHILE_DEFAULTS.counterIterations} && $b != 0)`).length - 1).toBe(4);
+    expect(more(generateScript({ host: host("0.23.0", false), targets: [target], limits: { extraCounterProbes: 3 } }).text)).toBe(0);
+    expect(() => generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 9 } })).toThrow("extraCounterProbes");
+  });
+
+  test("the 0.17 script, with a counter probe beside the walk, is accepted by this host's bpftrace", async () => {
+    const layout = hostVictimContext();
+    expect(layout).toBeDefined();
+    const s = generateScript({ host: host("0.17.0", false, true, layout), targets: [target], limits: { extraCounterProbes: 1 } }).text;
     // Loaded into the kernel (so verified), then ends at once.
     const p = Bun.spawn(["bpftrace", "-e", `${s}\ninterval:ms:1 { exit(); }`], { stdout: "pipe", stderr: "pipe" });
     const code = await p.exited;

@@ -32,7 +32,7 @@ describe("heap-profile record layout", () => {
   test("a release oomprof decodes gets its profile; a newer one gets none, and the reason", async () => {
     const target = await discoverGoTarget(await buildGoProgram("leaker"));
     expect(target.memRecordWords).toBe(16);
-    const ctx = { symbolizer: undefined, outDir: dir, lostEvents: 0, cgroup: null, limitBytes: null, firstSeenMs: undefined };
+    const ctx = { symbolizer: undefined, outDir: dir, lostEvents: 0, where: {}, limitBytes: null, firstSeenMs: undefined };
     const known = reportKill(fixtureCapture(), { ...ctx, target }).event;
     expect(known.profile).not.toBeNull();
     const newer = { ...target, buildInfo: { ...target.buildInfo, goVersion: "go1.28.0" }, memRecordWords: undefined };

@@ -35,7 +35,7 @@ function reportVictim(pid: number, pickedMsAgo: number): KillEvent {
   };
   const eventsFile = join(dir, `events-${pid}-${pickedMsAgo}.ndjson`);
   const events = new EventWriter(eventsFile);
-  const reporter = new KillReporter({ captures, events, outDir: dir, warn: () => {}, placement: () => ({ cgroup: null, limitBytes: null }) });
+  const reporter = new KillReporter({ captures, events, outDir: dir, warn: () => {}, placement: () => ({ where: {}, limitBytes: null }) });
   expect(reporter.report(pid)).toBeDefined();
   events.close();
   return KillEvent.parse(JSON.parse(readFileSync(eventsFile, "utf8").trim()));

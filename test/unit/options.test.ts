@@ -41,12 +41,13 @@ describe("the option table", () => {
       "--out <dir>",
       "--events <path>",
       "--upload <url>",
+      "--base-age <duration>",
       "--rate <size>",
       "--quiet",
       "--verbose",
       "--log-format <fmt>",
     ]);
-    expect(optionsFor("watch").map((o) => o.key)).toEqual(["out", "events", "upload", "quiet", "verbose", "logFormat", "holdNewBinaries"]);
+    expect(optionsFor("watch").map((o) => o.key)).toEqual(["out", "events", "upload", "baseAge", "quiet", "verbose", "logFormat", "holdNewBinaries"]);
     expect(optionsFor("snapshot").map((o) => o.key)).toEqual(["out", "events"]);
     expect(optionsFor("report").map((o) => o.flag)).toEqual(["-o, --output <file>"]);
     expect(optionsFor("doctor").map((o) => o.key)).toEqual(["json"]);
@@ -71,6 +72,8 @@ describe("every command's flags parse from the table", () => {
       "http://h:4040",
       "--rate",
       "1K",
+      "--base-age",
+      "2m",
       "--quiet",
       "--",
       "./app",
@@ -78,20 +81,25 @@ describe("every command's flags parse from the table", () => {
     ]);
     expect(opts["--"]).toEqual(["./app", "-x"]);
     const f = parseFlags("run", opts);
-    expect(f).toMatchObject({ limit: 256 << 20, out: "/o", events: "-", rate: 1024, quiet: true });
+    expect(f).toMatchObject({ limit: 256 << 20, out: "/o", events: "-", rate: 1024, baseAge: 120_000, quiet: true });
     expect(f.upload?.kind).toBe("pyroscope");
     // Log-only flags are main's business, not run's.
-    expect(Object.keys(f).sort()).toEqual(["events", "limit", "out", "quiet", "rate", "upload"]);
+    expect(Object.keys(f).sort()).toEqual(["baseAge", "events", "limit", "out", "quiet", "rate", "upload"]);
   });
 
   test("run: defaults", () => {
-    expect(parseFlags("run", cacParse("run", "run", []).opts)).toEqual({ out: config().out, quiet: false, rate: 512 * 1024 });
+    expect(parseFlags("run", cacParse("run", "run", []).opts)).toEqual({ out: config().out, quiet: false, rate: 512 * 1024, baseAge: 60_000 });
+  });
+
+  test("durations: a unit, or a bare 0", () => {
+    const age = (v: unknown) => parseFlags("watch", { baseAge: v }).baseAge;
+    expect([age("500ms"), age("1.5s"), age("2m"), age("1h"), age("0"), age(0), age(undefined)]).toEqual([500, 1500, 120_000, 3_600_000, 0, 0, 60_000]);
   });
 
   test("watch", () => {
-    const { opts } = cacParse("watch", "watch", ["--out", "/o", "--events", "/e", "--hold-new-binaries", "--upload", "parca+http://h:7070"]);
+    const { opts } = cacParse("watch", "watch", ["--out", "/o", "--events", "/e", "--hold-new-binaries", "--upload", "parca+http://h:7070", "--base-age", "0"]);
     const f = parseFlags("watch", opts);
-    expect(f).toMatchObject({ out: "/o", events: "/e", quiet: false, holdNewBinaries: true });
+    expect(f).toMatchObject({ out: "/o", events: "/e", quiet: false, holdNewBinaries: true, baseAge: 0 });
     expect(f.upload?.kind).toBe("parca");
   });
 
@@ -134,6 +142,8 @@ describe("a bad value is one line naming the flag, exit status 2", () => {
     ["run", { limit: "abc" }, '--limit: not a size: "abc" (use e.g. 256M, 1G)'],
     ["run", { limit: 10 }, "--limit: size 10 is too small (at least 1M)"],
     ["run", { rate: "0" }, '--rate: size "0" is too small (at least 1)'],
+    ["run", { baseAge: "60" }, '--base-age: not a duration: "60" (use e.g. 60s, 2m, 500ms; 0 for none)'],
+    ["watch", { baseAge: "soon" }, '--base-age: not a duration: "soon" (use e.g. 60s, 2m, 500ms; 0 for none)'],
     ["run", { out: 123 }, "--out: Invalid input: expected string, received number"],
     ["watch", { holdNewBinaries: "x" }, "--hold-new-binaries: Invalid input: expected boolean, received string"],
     ["probes", { bpftraceVersion: 1 }, "--bpftrace-version: Invalid input: expected string, received number"],
@@ -169,6 +179,7 @@ describe("config", () => {
       pruneAfterMs: DEFAULT_PRUNE_AFTER_MS,
       pruneCheckMs: DEFAULT_PRUNE_CHECK_MS,
       recordStream: undefined,
+      markVictim: undefined,
       noColor: false,
       warnings: [],
     });
@@ -183,6 +194,7 @@ describe("config", () => {
       OOMPROF_PRUNE_AFTER_MS: "1500",
       OOMPROF_PRUNE_CHECK_MS: "300",
       OOMPROF_RECORD_STREAM: "/tmp/stream.ndjson",
+      OOMPROF_MARK_VICTIM: "pid-only",
       NO_COLOR: "1",
     });
     expect(c).toEqual({
@@ -193,6 +205,7 @@ describe("config", () => {
       pruneAfterMs: 1500,
       pruneCheckMs: 300,
       recordStream: "/tmp/stream.ndjson",
+      markVictim: "pid-only",
       noColor: true,
       warnings: [],
     });

@@ -1,5 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { DRAIN_IDLE_MS, DRAIN_MAX_MS, EXIT_QUIET_MS, readyToReport, RUN_READINESS, WATCH_READINESS, type VictimState } from "../../src/capture/readiness.ts";
+import {
+  DRAIN_IDLE_MS,
+  DRAIN_MAX_MS,
+  EXIT_QUIET_MS,
+  LATE_VICTIM_MS,
+  readyToReport,
+  RUN_READINESS,
+  WATCH_READINESS,
+  type VictimState,
+} from "../../src/capture/readiness.ts";
 import { CaptureAssembler, type ProcessCapture } from "../../src/capture/walk-capture.ts";
 import { parseRecord } from "../../src/stream/records.ts";
 
@@ -40,6 +49,40 @@ describe("readyToReport", () => {
     expect(readyToReport(victim(c, { countsGoroutines: true }), at(1), RUN_READINESS)).toBe(false);
     const counted = capture(V, H, C, S, `E ${PID}`, `G ${PID} 10 1 4 0 2`);
     expect(readyToReport(victim(counted, { countsGoroutines: true }), at(1), RUN_READINESS)).toBe(true);
+  });
+
+  test("whole before its end marker: counters from head to end, and the one stack from the mirror", () => {
+    const a = new CaptureAssembler();
+    for (const l of [V, H, C]) a.add(parseRecord(l));
+    const mirrored = new Map([[0x1000, { address: 0x1000, size: 64, stack: [0x401000], counts: [] }]]);
+    const c = a.capture(PID, mirrored);
+    expect({ walkEnded: c.walkEnded, complete: c.complete }).toEqual({ walkEnded: false, complete: true });
+    expect(readyToReport(victim(c, { walkExpected: true }), at(1), RUN_READINESS)).toBe(true);
+    expect(readyToReport(victim(c, { walkExpected: true, running: true }), at(1), WATCH_READINESS)).toBe(true);
+  });
+
+  test("the OOM killer's kprobe record alone is a kill on its way, not nothing to report", () => {
+    // Found on kernels with kprobes (guests): K arrived, the drain ended, and the V and H
+    // records just behind it were never reported.
+    const k = capture(`K ${PID} ${PID} 1 65536`);
+    expect(readyToReport(victim(k), at(1), RUN_READINESS)).toBe(false);
+    expect(readyToReport(victim(k), at(DRAIN_IDLE_MS + 1), RUN_READINESS)).toBe(true);
+    expect(readyToReport(victim(capture(`X ${PID}`)), at(1), RUN_READINESS)).toBe(true);
+  });
+
+  test("a whole walk that names no kill waits for a late mark_victim record before it is a plain SIGKILL", () => {
+    // Seen on a 6.1 guest: K, then the victim's whole walk, and mark_victim's record
+    // (written after the SIGKILL was sent, on the killer's CPU) only after the report.
+    const c = capture(`K ${PID} ${PID} 1 65536`, H, C, S, `E ${PID}`);
+    c.lastSeenMs = 10_000;
+    expect(readyToReport(victim(c, { walkExpected: true }), at(LATE_VICTIM_MS - 50), WATCH_READINESS)).toBe(false);
+    expect(readyToReport(victim(c, { walkExpected: true }), at(LATE_VICTIM_MS + 1), RUN_READINESS)).toBe(true);
+    const named = capture(H, C, S, `E ${PID}`, V);
+    named.lastSeenMs = 10_000;
+    expect(readyToReport(victim(named, { walkExpected: true }), at(1), WATCH_READINESS)).toBe(true);
+    const runtimeOom = capture(`O ${PID} 13 out of memory`, H, C, S, `E ${PID}`);
+    runtimeOom.lastSeenMs = 10_000;
+    expect(readyToReport(victim(runtimeOom, { walkExpected: true }), at(1), RUN_READINESS)).toBe(true);
   });
 
   test("a walk in progress waits until the stream is idle", () => {

@@ -1,0 +1,43 @@
+import { KillEvent } from "../../src/output/events.ts";
+
+/** A kill event for tests of what is made of one: every field nulled or zeroed, then `over`. */
+export function killEvent(over: Partial<KillEvent>): KillEvent {
+  return KillEvent.parse({
+    event: "oom_kill",
+    message: null,
+    time: "2026-12-04T12:00:00.000Z",
+    pid: 4242,
+    comm: "leaker",
+    exe: "/leaker",
+    go_version: "go1.24.4",
+    module: null,
+    profile: null,
+    reason: "a test",
+    buckets: 0,
+    complete: false,
+    lost_events: 0,
+    memprofile_rate: null,
+    inuse_bytes: 0,
+    gc_live_bytes: 0,
+    still_running: false,
+    goroutines: null,
+    goroutines_upper_bound: false,
+    anon_rss_kb: null,
+    file_rss_kb: null,
+    shmem_rss_kb: null,
+    total_vm_kb: null,
+    oom_score_adj: null,
+    trigger: null,
+    constraint: null,
+    cgroup: null,
+    limit_bytes: null,
+    ns_pid: null,
+    container: null,
+    top: [],
+    capture_ms: null,
+    memory: { heap_inuse_bytes: null, stacks_bytes: null, runtime_other_bytes: null, not_go_bytes: null },
+    base_profile: null,
+    base_age_ms: null,
+    ...over,
+  });
+}
