@@ -154,7 +154,8 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
     expect(dom).toMatch(/<div class="fr[^"]*" data-id="\d+" title="main\.leakStep" style="[^"]*">main\.leakStep<\/div>/);
     expect(dom).toMatch(/<td class="fn">main\.leakStep<span class="file">[^<]*main\.go<\/span><\/td>/);
     // scratch is inlined into churnStep in the leaker: its frame is marked as inlined.
-    expect(dom).toMatch(/<div class="fr inl" data-id="\d+" title="main\.scratch" style="[^"]*">main\.scratch<\/div>/);
+    // (Its label may be cut short: churn's share of the heap at death varies from run to run.)
+    expect(dom).toMatch(/<div class="fr inl" data-id="\d+" title="main\.scratch" style="[^"]*">[^<]+<\/div>/);
     // The header: the victim (as its title), then the profile's other comments: its Go version, completeness.
     expect(dom).toContain(`Heap at OOM kill of pid ${kill.pid} (leaker)`);
     // Once: the title, not again among the comments.
