@@ -50,6 +50,22 @@ export interface LiveMirrorOptions {
   baseAgeMs?: number;
   /** Called with the time each kept counter reading took (`--verbose`). */
   onReading?: (pid: number, buckets: number, ms: number) => void;
+  /**
+   * Called with the buckets a pass found (newest first), and with how many pid has in
+   * all: their stacks can be symbolized before pid dies.
+   */
+  onFound?: (pid: number, found: MirrorFound) => void;
+  /** Called when pid is forgotten: what was kept for it can go. */
+  onForget?: (pid: number) => void;
+}
+
+export interface MirrorFound {
+  target: GoTarget;
+  bias: number;
+  /** New this pass, newest first. */
+  buckets: MemProfileBucket[];
+  /** How many the mirror holds for the process in all. */
+  total: number;
 }
 
 /** Resident growth since the last reading that makes another worth taking. */
@@ -93,6 +109,7 @@ export class LiveMirror {
     if (!this.closed) t.mem.close();
     this.tracked.delete(pid);
     if (t.wholeFrom) this.options.onWhole?.(pid, 0);
+    this.options.onForget?.(pid);
   }
 
   /** The mirrored buckets of pid, by address (empty when it was never mirrored). */
@@ -172,11 +189,14 @@ export class LiveMirror {
         // Up to where the mirror is whole, or the whole list until it is: a pass cut short
         // by a failed read must not leave a hole behind the next one.
         const { buckets, complete } = readLiveBuckets(t.mem, head, new Set([t.wholeFrom]), t.target.memRecordWords);
+        const added: MemProfileBucket[] = [];
         for (const b of buckets) {
           if (t.buckets.has(b.address)) continue;
           t.buckets.set(b.address, b);
           t.found.push(b);
+          added.push(b);
         }
+        if (added.length) this.options.onFound?.(pid, { target: t.target, bias: t.bias, buckets: added, total: t.buckets.size });
         if (!complete) continue;
         t.wholeFrom = head;
         this.options.onWhole?.(pid, head);

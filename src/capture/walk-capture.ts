@@ -174,11 +174,20 @@ export class CaptureAssembler {
           break;
         }
         const frames = s.stacks.get(at) ?? [];
-        let stack = frames.slice(0, c.nstk);
         const copy = mirrored?.get(at);
-        if (hasGaps(stack, c.nstk) && copy && copy.stack.length === c.nstk) stack = copy.stack;
-        if (hasGaps(stack, c.nstk)) missingStacks++;
-        buckets.push({ address: at, size: c.size, stack: stack.filter((pc) => pc !== undefined), counts: c.counts });
+        let stack: number[];
+        // The mirror's own array where it agrees (or the probes sent no stack): profiles
+        // find the locations prepared for it by that array (src/profile/location-table.ts).
+        if (copy && copy.stack.length === c.nstk && (frames.length === 0 || sameStack(frames, copy.stack))) stack = copy.stack;
+        else {
+          const delivered = frames.slice(0, c.nstk);
+          if (hasGaps(delivered, c.nstk) && copy && copy.stack.length === c.nstk) stack = copy.stack;
+          else {
+            if (hasGaps(delivered, c.nstk)) missingStacks++;
+            stack = delivered.filter((pc) => pc !== undefined);
+          }
+        }
+        buckets.push({ address: at, size: c.size, stack, counts: c.counts });
         at = c.allnext;
       }
       if (missingCounters) gaps.push(`the bucket walk stopped after ${buckets.length} buckets`);
@@ -248,6 +257,12 @@ function unescapeBufText(escaped: string): string {
 }
 
 /** Stack lines arrive 8 frames at a time, so a lost line leaves a hole (which Array.some would skip). */
+function sameStack(frames: number[], stack: number[]): boolean {
+  if (frames.length < stack.length) return false;
+  for (let i = 0; i < stack.length; i++) if (frames[i] !== stack[i]) return false;
+  return true;
+}
+
 function hasGaps(stack: number[], nstk: number): boolean {
   if (stack.length < nstk) return true;
   for (let i = 0; i < nstk; i++) if (stack[i] === undefined) return true;

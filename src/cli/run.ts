@@ -138,6 +138,9 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
         onReading: (pid, buckets, ms) => log.verbose(`pid ${pid}: read ${buckets} buckets' counters for the base profile in ${ms.toFixed(1)} ms`),
         onCount: (n, perFiring) => probeSessions.ensureCapacity(n, perFiring),
         onWhole: (pid, from) => probeSessions.markMirrored(pid, from),
+        // The reporter is made next; the mirror's first pass comes after it (start()).
+        onFound: (pid, found) => reporter?.prepare(pid, found),
+        onForget: (pid) => reporter?.forget(pid),
       },
     );
     reporter = new KillReporter({

@@ -183,6 +183,9 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       onReading: (pid, buckets, ms) => log.verbose(`pid ${pid}: read ${buckets} buckets' counters for the base profile in ${ms.toFixed(1)} ms`),
       onCount: (n, perFiring) => sessions.ensureCapacity(n, perFiring),
       onWhole: (pid, from) => sessions.markMirrored(pid, from),
+      // The reporter is made below, before the mirror's first pass (a timer's).
+      onFound: (pid, found) => reporter.prepare(pid, found),
+      onForget: (pid) => reporter.forget(pid),
     },
   );
   mirror.start();

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { LiveMirror } from "../capture/live-mirror.ts";
+import type { LiveMirror, MirrorFound } from "../capture/live-mirror.ts";
 import type { CaptureSource } from "../capture/probe-sessions.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import type { ProcessPlacement } from "../cgroup/process-placement.ts";
@@ -8,7 +8,8 @@ import { loadSymbolizer } from "../symbolize/load.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
 import { containerLabels, defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
-import { reportKill, type PhaseTimes } from "./report-kill.ts";
+import { locationTableFor, reportKill, type PhaseTimes } from "./report-kill.ts";
+import type { LocationTable } from "../profile/location-table.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { monotonicMs, nsToMs } from "../process/libc.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
@@ -34,6 +35,24 @@ export interface KillReporterOptions {
 }
 
 const SYMBOLIZERS_KEPT = 4;
+/**
+ * Below this many mirrored buckets a profile's locations are built at death in a few
+ * ms: nothing is prepared, and no binary's symbol tables are held for it.
+ */
+export const PREPARE_MIN_BUCKETS = 1000;
+/** Stacks symbolized per turn of the event loop, so that a kill's records never wait long behind them. */
+const PREPARE_SLICE = 1000;
+
+/** One process's locations, symbolized from its mirrored stacks while it lives. */
+interface Prepared {
+  target: GoTarget;
+  bias: number;
+  /** Made at the first slice: reading the symbol tables is kept out of the mirror's pass. */
+  table?: LocationTable;
+  queue: Array<readonly number[]>;
+  /** How far into queue the stacks are symbolized. */
+  done: number;
+}
 
 /**
  * Turns a finished capture into its outputs, once per process: the profile file,
@@ -43,6 +62,8 @@ export class KillReporter {
   private reported = new Set<number>();
   private uploads: Array<Promise<void>> = [];
   private symbolizers = new Map<GoTarget, Symbolizer | undefined>();
+  private prepared = new Map<number, Prepared>();
+  private preparing: ReturnType<typeof setImmediate> | undefined;
   private style = terminalStyle(process.stderr);
   bpftraceLost: string | undefined;
 
@@ -63,6 +84,9 @@ export class KillReporter {
     const fallback = this.o.fallback?.(pid);
     const walked = capture.header ? captures.targetById(capture.header.targetId) : undefined;
     const target = walked ?? exec?.target ?? fallback?.target;
+    const prepared = this.prepared.get(pid);
+    this.forget(pid);
+    const locations = ctxLocations(prepared, target, capture.header?.bias);
     const { event, sites, growth, baseError, phases } = reportKill(capture, {
       target,
       // Only a walk gives something to symbolize.
@@ -75,14 +99,53 @@ export class KillReporter {
       stillRunning: capture.exited ? undefined : stillRunning(pid),
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
       base: this.o.baseAgeMs ? this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
+      locations,
     });
     if (baseError) this.o.warn(`no base profile for pid ${pid}: ${baseError}`);
-    this.o.verbose?.(captureTimeline(capture, phases));
+    this.o.verbose?.(captureTimeline(capture, phases) + (locations ? `; ${prepared!.done} stacks symbolized before death` : ""));
     this.o.events.emit(event);
     this.o.summary?.(renderKillSummary(event, sites, this.style, this.o.baseAgeMs ? { growth } : undefined));
     if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
     captures.forget(pid);
     return event;
+  }
+
+  /**
+   * Symbolizes the stacks the live mirror found for pid, a slice at a time, once it has
+   * enough of them for that to matter at its death (the mirror's onFound).
+   */
+  prepare(pid: number, found: MirrorFound): void {
+    let p = this.prepared.get(pid);
+    if (p && (p.target !== found.target || p.bias !== found.bias)) this.forget(pid);
+    p = this.prepared.get(pid);
+    if (!p) {
+      if (found.total < PREPARE_MIN_BUCKETS || this.reported.has(pid)) return;
+      // From the threshold on: every stack mirrored so far, not only this pass's.
+      const all = this.o.mirror ? [...this.o.mirror.buckets(pid).values()] : found.buckets;
+      p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0 };
+      this.prepared.set(pid, p);
+    } else for (const b of found.buckets) p.queue.push(b.stack);
+    this.preparing ??= setImmediate(() => this.prepareSome());
+  }
+
+  /** Drops what was prepared for pid (it was reported, or the mirror forgot it). */
+  forget(pid: number): void {
+    this.prepared.delete(pid);
+  }
+
+  private prepareSome(): void {
+    this.preparing = undefined;
+    let budget = PREPARE_SLICE;
+    for (const p of this.prepared.values()) {
+      if (p.done === p.queue.length) continue;
+      p.table ??= locationTableFor(p.target, this.symbolizer(p.target), p.bias);
+      const slice = p.queue.slice(p.done, p.done + budget);
+      p.table.prepare(slice);
+      p.done += slice.length;
+      budget -= slice.length;
+      if (budget <= 0) break;
+    }
+    if ([...this.prepared.values()].some((p) => p.done < p.queue.length)) this.preparing = setImmediate(() => this.prepareSome());
   }
 
   /** Resolves once every upload started so far has finished (or given up). */
@@ -126,6 +189,11 @@ export class KillReporter {
     }
     return this.symbolizers.get(t);
   }
+}
+
+/** What was prepared for a process, if it is for the binary and load address its walk reported. */
+function ctxLocations(p: Prepared | undefined, target: GoTarget | undefined, bias: number | undefined): LocationTable | undefined {
+  return p && p.target === target && p.bias === bias ? p.table : undefined;
 }
 
 /**

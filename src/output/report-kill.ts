@@ -10,6 +10,7 @@ import { memoryComment } from "../profile/memory-comment.ts";
 import { formatMemoryBreakdown } from "./format.ts";
 import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
+import { LocationTable } from "../profile/location-table.ts";
 import { allocationSites, siteGrowth, type SiteGrowth, type SiteTable } from "../profile/sites.ts";
 import type { BaseCounters } from "../capture/counter-readings.ts";
 import type { Symbolizer } from "../symbolize/types.ts";
@@ -37,6 +38,8 @@ export interface KillContext {
   stillRunning?: Liveness;
   /** Its counters of about --base-age before death, for a base profile beside the kill's. */
   base?: BaseCounters;
+  /** Its stacks' locations, prepared while it lived (locationTableFor's for its target and bias). */
+  locations?: LocationTable;
 }
 
 export interface KillReport {
@@ -70,6 +73,8 @@ export interface HeapProfileInput {
   name?: string;
   /** Where the memory went, for the profile's comments (and so `oomprof report`). */
   memory?: { rssBytes: number | null; figures: MemoryBreakdown };
+  /** The process's locations, prepared while it lived (must be locationTableFor's, for this bias). */
+  locations?: LocationTable;
 }
 
 /** Milliseconds spent in each step of turning records into a profile on disk, in order. */
@@ -86,6 +91,17 @@ export class PhaseTimes {
   }
 }
 
+/**
+ * A process's table of locations: its symbolizer sees run-time PCs through the load
+ * bias (the binary's tables are at link-time addresses: PIE), and its text range is
+ * the mapping's.
+ */
+export function locationTableFor(t: GoTarget, symbolizer: Symbolizer | undefined, bias: number): LocationTable {
+  const biased = symbolizer && bias !== 0 ? { frames: (pc: bigint) => symbolizer.frames(pc - BigInt(bias)) } : symbolizer;
+  const start = Number(t.text.vaddr) + bias;
+  return new LocationTable(biased, { start: start - (start % 4096), limit: start + t.text.memsz });
+}
+
 /** Encodes buckets as a pprof profile and writes it atomically into outDir. */
 export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
   const t = p.target;
@@ -93,9 +109,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
   const samples = heapSamples(withByteCounts(p.buckets, t.memRecordWords), p.memProfileRate, p.cycle);
   p.phases?.mark("samples");
-  // The PCs are run-time addresses; the binary's tables are at link-time ones (PIE).
-  const inner = p.symbolizer;
-  const symbolizer = inner && p.bias !== 0 ? { frames: (pc: bigint) => inner.frames(pc - BigInt(p.bias)) } : inner;
+  const locations = p.locations ?? locationTableFor(t, p.symbolizer, p.bias);
   const start = Number(t.text.vaddr) + p.bias;
   const pageStart = start - (start % 4096);
   const pprof = buildPprof(
@@ -114,14 +128,15 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
         ...memoryComments(p.memory),
       ],
     },
-    symbolizer,
+    locations.symbolizer,
+    locations,
   );
   p.phases?.mark("symbolize+pprof");
   const gz = encodeProfileGz(pprof);
   p.phases?.mark("encode+gzip");
   const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
   p.phases?.mark("write");
-  const sites = allocationSites(samples, symbolizer);
+  const sites = allocationSites(samples, locations.symbolizer);
   p.phases?.mark("sites");
   return { path, sites };
 }
@@ -179,7 +194,9 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
   if (t?.memRecordWords && c.header && c.buckets.length > 0) {
     const what = oomKilled ? "OOM kill" : c.runtimeOom !== undefined ? "Go runtime out of memory" : "SIGKILL";
     // The base profile takes the same path as the kill's, so that sample types, stacks and names match for -diff_base.
-    const same = { target: t, symbolizer: ctx.symbolizer, outDir: ctx.outDir, pid: c.pid, comm, bias: c.header.bias };
+    // One table for both: the base's stacks are the kill's, symbolized once.
+    const locations = ctx.locations ?? locationTableFor(t, ctx.symbolizer, c.header.bias);
+    const same = { target: t, symbolizer: ctx.symbolizer, outDir: ctx.outDir, pid: c.pid, comm, bias: c.header.bias, locations };
     try {
       const written = writeHeapProfile({
         ...same,
