@@ -8,7 +8,7 @@ import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
 import { memoryBreakdown, type MemoryBreakdown } from "../gobinary/memstats-layout.ts";
 import { memoryComment } from "../profile/memory-comment.ts";
 import { formatMemoryBreakdown } from "./format.ts";
-import { heapSamples, withByteCounts } from "../profile/heap-views.ts";
+import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { LocationTable } from "../profile/location-table.ts";
 import { allocationSites, siteGrowth, type SiteGrowth, type SiteTable } from "../profile/sites.ts";
@@ -107,7 +107,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   const t = p.target;
   // Counters read with an unknown record layout would make a wrong profile.
   if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
-  const samples = heapSamples(withByteCounts(p.buckets, t.memRecordWords), p.memProfileRate, p.cycle);
+  const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle, t.memRecordWords);
   p.phases?.mark("samples");
   const locations = p.locations ?? locationTableFor(t, p.symbolizer, p.bias);
   const start = Number(t.text.vaddr) + p.bias;

@@ -31,45 +31,17 @@ export interface HeapSample {
   values: number[];
 }
 
-interface Record4 {
-  allocs: number;
-  frees: number;
-  allocBytes: number;
-  freeBytes: number;
-}
-
 /**
- * Buckets as heapSamples reads them, with per-cycle byte counts: Go 1.27's 8-word
- * memRecord keeps only {allocs, frees} per cycle (a bucket holds one object size), so
- * the bytes are the counts times the size.
+ * One memRecord slot (0: active, 1-3: future cycles) as [allocs, frees, alloc bytes,
+ * free bytes]. Go 1.27's 8-word memRecord keeps only {allocs, frees} per cycle (a bucket
+ * holds one object size), so its bytes are the counts times the size.
  */
-export function withByteCounts(buckets: MemProfileBucket[], recordWords: 16 | 8): MemProfileBucket[] {
-  if (recordWords === 16) return buckets;
-  return buckets.map((b) => {
-    const counts: number[] = [];
-    for (let cycle = 0; cycle < 4; cycle++) {
-      const allocs = b.counts[cycle * 2]!;
-      const frees = b.counts[cycle * 2 + 1]!;
-      counts.push(allocs, frees, allocs * b.size, frees * b.size);
-    }
-    return { ...b, counts };
-  });
-}
-
-function rec(counts: number[], slot: number): Record4 {
-  const o = slot * 4;
-  return { allocs: counts[o]!, frees: counts[o + 1]!, allocBytes: counts[o + 2]!, freeBytes: counts[o + 3]! };
-}
-
-function sum(...rs: Record4[]): Record4 {
-  const out = { allocs: 0, frees: 0, allocBytes: 0, freeBytes: 0 };
-  for (const r of rs) {
-    out.allocs += r.allocs;
-    out.frees += r.frees;
-    out.allocBytes += r.allocBytes;
-    out.freeBytes += r.freeBytes;
-  }
-  return out;
+function slotCounts(b: MemProfileBucket, recordWords: 16 | 8, slot: number): [number, number, number, number] {
+  const c = b.counts;
+  if (recordWords === 16) return [c[slot * 4]!, c[slot * 4 + 1]!, c[slot * 4 + 2]!, c[slot * 4 + 3]!];
+  const allocs = c[slot * 2]!;
+  const frees = c[slot * 2 + 1]!;
+  return [allocs, frees, allocs * b.size, frees * b.size];
 }
 
 /**
@@ -88,27 +60,45 @@ export function scaleHeapSample(count: number, size: number, rate: number): [num
 
 /**
  * Turns buckets into samples. `cycle` is the runtime's heap-profile cycle (-1 when
- * unknown, in which case gc_live is active alone).
+ * unknown, in which case gc_live is active alone); `recordWords` the binary's memRecord
+ * layout (8: Go 1.27's counts-only records). It sums in place: it runs over every
+ * bucket at death.
  */
-export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number): HeapSample[] {
+export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number, recordWords: 16 | 8 = 16): HeapSample[] {
   // runtime.MemProfile: if no bucket has active data, no GC has run yet and the
   // runtime folds every cycle in; mirror that so gc_live matches what it would say.
   const noGcYet = buckets.every((b) => b.counts[0] === 0 && b.counts[1] === 0);
+  // gc_live: active + future[cycle % 3], the slot MemProfile flushes before reading.
+  const liveSlot = cycle >= 0 ? 1 + (cycle % 3) : 0;
   const out: HeapSample[] = [];
   for (const b of buckets) {
-    const active = rec(b.counts, 0);
-    const futures = [rec(b.counts, 1), rec(b.counts, 2), rec(b.counts, 3)];
-    const all = sum(active, ...futures);
-    const gcLive = noGcYet ? all : cycle >= 0 ? sum(active, futures[cycle % 3]!) : active;
-    const inuse = (r: Record4) => [Math.max(0, r.allocs - r.frees), Math.max(0, r.allocBytes - r.freeBytes)] as const;
-    const [inObj, inBytes] = inuse(all);
-    const [gcObj, gcBytes] = inuse(gcLive);
+    let allocs = 0;
+    let frees = 0;
+    let allocBytes = 0;
+    let freeBytes = 0;
+    let liveAllocs = 0;
+    let liveFrees = 0;
+    let liveAllocBytes = 0;
+    let liveFreeBytes = 0;
+    for (let slot = 0; slot < 4; slot++) {
+      const [a, f, ab, fb] = slotCounts(b, recordWords, slot);
+      allocs += a;
+      frees += f;
+      allocBytes += ab;
+      freeBytes += fb;
+      if (noGcYet || slot === 0 || slot === liveSlot) {
+        liveAllocs += a;
+        liveFrees += f;
+        liveAllocBytes += ab;
+        liveFreeBytes += fb;
+      }
+    }
     const values = [
-      ...scaleHeapSample(inObj, inBytes, memProfileRate),
-      ...scaleHeapSample(gcObj, gcBytes, memProfileRate),
+      ...scaleHeapSample(Math.max(0, allocs - frees), Math.max(0, allocBytes - freeBytes), memProfileRate),
+      ...scaleHeapSample(Math.max(0, liveAllocs - liveFrees), Math.max(0, liveAllocBytes - liveFreeBytes), memProfileRate),
       0,
       0,
-      ...scaleHeapSample(all.allocs, all.allocBytes, memProfileRate),
+      ...scaleHeapSample(allocs, allocBytes, memProfileRate),
     ];
     values[4] = Math.max(0, values[0]! - values[2]!);
     values[5] = Math.max(0, values[1]! - values[3]!);

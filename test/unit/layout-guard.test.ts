@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
 import { reportKill } from "../../src/output/report-kill.ts";
-import { withByteCounts } from "../../src/profile/heap-views.ts";
+import { heapSamples } from "../../src/profile/heap-views.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
 import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
@@ -44,7 +44,9 @@ describe("heap-profile record layout", () => {
 
   test("Go 1.27 records: bytes are counts times the bucket's size, cycle by cycle", () => {
     const bucket = { address: 1, size: 4096, stack: [1], counts: [10, 4, 3, 1, 0, 0, 2, 2, 99, 99, 99, 99, 99, 99, 99, 99] };
-    expect(withByteCounts([bucket], 8)[0]!.counts).toEqual([10, 4, 40960, 16384, 3, 1, 12288, 4096, 0, 0, 0, 0, 2, 2, 8192, 8192]);
-    expect(withByteCounts([bucket], 16)[0]).toBe(bucket);
+    // The same record in the 16-word layout, bytes written out; the trailing 99s are not Go 1.27's.
+    const wide = { ...bucket, counts: [10, 4, 40960, 16384, 3, 1, 12288, 4096, 0, 0, 0, 0, 2, 2, 8192, 8192] };
+    for (const cycle of [0, 1, 2, -1]) expect(heapSamples([bucket], 1, cycle, 8)).toEqual(heapSamples([wide], 1, cycle, 16));
+    expect(heapSamples([bucket], 1, 0, 8)[0]!.values).toEqual([8, 32768, 8, 32768, 0, 0, 15, 61440]);
   });
 });
