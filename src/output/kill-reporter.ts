@@ -36,10 +36,11 @@ export interface KillReporterOptions {
 
 const SYMBOLIZERS_KEPT = 4;
 /**
- * Below this many mirrored buckets a profile's locations are built at death in a few
- * ms: nothing is prepared, and no binary's symbol tables are held for it.
+ * Below this many mirrored buckets a profile's locations are built at death in about
+ * 10 ms or less: nothing is prepared, and no binary's symbol tables (the whole file, in
+ * memory) are held for a process that may never die.
  */
-export const PREPARE_MIN_BUCKETS = 1000;
+export const PREPARE_MIN_BUCKETS = 5000;
 /** Stacks symbolized per turn of the event loop, so that a kill's records never wait long behind them. */
 const PREPARE_SLICE = 1000;
 
