@@ -174,18 +174,16 @@ export class CaptureAssembler {
           break;
         }
         const frames = s.stacks.get(at) ?? [];
+        const delivered = frames.slice(0, c.nstk);
         const copy = mirrored?.get(at);
+        const mirroredStack = copy && copy.stack.length === c.nstk ? copy.stack : undefined;
         let stack: number[];
-        // The mirror's own array where it agrees (or the probes sent no stack): profiles
-        // find the locations prepared for it by that array (src/profile/location-table.ts).
-        if (copy && copy.stack.length === c.nstk && (frames.length === 0 || sameStack(frames, copy.stack))) stack = copy.stack;
+        // The mirror's own array where the probes sent the same stack or not all of it:
+        // profiles find the locations prepared for it by that array (profile/location-table.ts).
+        if (mirroredStack && (hasGaps(delivered, c.nstk) || sameStack(frames, mirroredStack))) stack = mirroredStack;
         else {
-          const delivered = frames.slice(0, c.nstk);
-          if (hasGaps(delivered, c.nstk) && copy && copy.stack.length === c.nstk) stack = copy.stack;
-          else {
-            if (hasGaps(delivered, c.nstk)) missingStacks++;
-            stack = delivered.filter((pc) => pc !== undefined);
-          }
+          if (hasGaps(delivered, c.nstk)) missingStacks++;
+          stack = delivered.filter((pc) => pc !== undefined);
         }
         buckets.push({ address: at, size: c.size, stack, counts: c.counts });
         at = c.allnext;
