@@ -1,5 +1,5 @@
 import { Function as PFunction, Line, Location } from "pprof-format";
-import type { SourceFrame, Symbolizer } from "../symbolize/types.ts";
+import { pprofFunctionName, type SourceFrame, type Symbolizer } from "../symbolize/types.ts";
 import { pprofStack } from "./stack-rules.ts";
 
 /** Where the executable's text is mapped in the process: location addresses inside it belong to mapping 1. */
@@ -66,10 +66,10 @@ export class LocationTable {
   }
 
   private functionId(f: SourceFrame): number {
-    const key = `${f.function}\0${f.file}`;
+    const key = `${pprofFunctionName(f)}\0${f.file}`;
     let fn = this.functionByKey.get(key);
     if (!fn) {
-      const name = this.string(f.function);
+      const name = this.string(pprofFunctionName(f));
       fn = new PFunction({ id: this.functions.length + 1, name, systemName: name, filename: this.string(f.file), startLine: f.startLine ?? 0 });
       this.functions.push(fn);
       this.functionByKey.set(key, fn);
@@ -116,5 +116,5 @@ export class LocationTable {
 }
 
 function sameFrame(a: SourceFrame, b: SourceFrame): boolean {
-  return a.function === b.function && a.file === b.file;
+  return pprofFunctionName(a) === pprofFunctionName(b) && a.file === b.file;
 }

@@ -1,4 +1,5 @@
 import { BadBinaryError } from "../errors.ts";
+import { goMinorVersion, readBuildInfo } from "../gobinary/buildinfo.ts";
 import { PT_LOAD, type ElfFile } from "../gobinary/elf.ts";
 import { findGofunc, locatePclntab, type PclntabHeader, type PclntabLayout, type Region } from "./pclntab-layout.ts";
 import type { SourceFrame } from "./types.ts";
@@ -74,7 +75,9 @@ export class GoSymbolizer {
   private readonly gofunc: number | undefined;
   private readonly segments: LoadedSegment[];
   private readonly fileView: DataView;
-  private readonly nameCache = new Map<number, string>();
+  private readonly nameCache = new Map<number, { function: string; symbolName?: string }>();
+  /** runtime/pprof names functions by their full symbol since Go 1.21; unknown releases are taken as new. */
+  private readonly pprofUsesSymbolNames: boolean;
   private readonly fileCache = new Map<number, string>();
   private wrapperFuncID: number | undefined;
   /** Function index by raw name, built on the first functionRange call. */
@@ -89,6 +92,8 @@ export class GoSymbolizer {
     this.functionCount = header.nfunc;
     this.tableVaddr = Number(location.vaddr);
     this.fileView = new DataView(elf.data.buffer, elf.data.byteOffset, elf.data.byteLength);
+    const release = goMinorVersion(readBuildInfo(elf)?.goVersion ?? "");
+    this.pprofUsesSymbolNames = release === undefined || release >= 21;
     this.segments = elf.segments
       .filter((s) => s.type === PT_LOAD && s.filesz > 0 && s.vaddr <= BigInt(Number.MAX_SAFE_INTEGER))
       .map((s) => ({ vaddr: Number(s.vaddr), end: Number(s.vaddr) + s.filesz, fileOffset: s.offset }))
@@ -145,7 +150,7 @@ export class GoSymbolizer {
       const call = treeIndex >= 0 ? this.readInlinedCall(inlineTree!, treeIndex) : undefined;
       const { file, line } = this.fileLine(fn, targetOffset);
       if (!call) {
-        out.push({ function: this.printableName(fn.nameOff), file, line, ...startLine(fn.startLine), inlined: false });
+        out.push({ ...this.names(fn.nameOff), file, line, ...startLine(fn.startLine), inlined: false });
         return out;
       }
       // runtime.Callers drops inlined wrapper functions unless the wrapper
@@ -154,7 +159,7 @@ export class GoSymbolizer {
       // physical frame we cannot see, so inlined wrappers are always dropped.
       const isWrapper = call.funcID !== FUNCID_NORMAL && call.funcID === this.wrapperID();
       if (!isWrapper) {
-        out.push({ function: this.printableName(call.nameOff), file, line, ...startLine(call.startLine), inlined: true });
+        out.push({ ...this.names(call.nameOff), file, line, ...startLine(call.startLine), inlined: true });
       }
       targetOffset = call.parentPc;
     }
@@ -386,15 +391,17 @@ export class GoSymbolizer {
     return { file, line };
   }
 
-  /** A function name as runtime.Frame.Function shows it (generic shapes printed as "[...]"). */
-  private printableName(nameOff: number): string {
-    let name = this.nameCache.get(nameOff);
-    if (name === undefined) {
+  /** A function's name as runtime.Frame.Function shows it, and its full symbol where runtime/pprof uses that. */
+  private names(nameOff: number): { function: string; symbolName?: string } {
+    let names = this.nameCache.get(nameOff);
+    if (names === undefined) {
       // runtime.cfuncname: name offset 0 means no name.
-      name = nameOff === 0 ? "" : funcNameForPrint(this.cString(this.header.funcnametab, nameOff) ?? "?");
-      this.nameCache.set(nameOff, name);
+      const raw = nameOff === 0 ? "" : (this.cString(this.header.funcnametab, nameOff) ?? "?");
+      const printable = funcNameForPrint(raw);
+      names = this.pprofUsesSymbolNames && raw !== printable ? { function: printable, symbolName: raw } : { function: printable };
+      this.nameCache.set(nameOff, names);
     }
-    return name;
+    return names;
   }
 
   /**

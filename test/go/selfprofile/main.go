@@ -3,7 +3,8 @@
 // snapshot's live-at-last-GC view can be compared with the program's own profile, row
 // for row (test/e2e/snapshot-identical.test.ts). The sites: two in one function (told
 // apart by line), an inlined one, a map that grows, a goroutine-held buffer, and
-// objects small and large enough to be sampled differently.
+// objects small and large enough to be sampled differently, and one generic function
+// instantiated with two shapes (runtime/pprof names them apart since Go 1.21).
 //
 // With LEAK=1 it does not sleep: it turns the GC off and leaks until it is OOM-killed, so
 // its kill's live-at-last-GC view must still equal the profile it wrote (no GC ran since).
@@ -19,6 +20,7 @@ import (
 )
 
 var (
+	boxes []any
 	small [][]byte
 	large [][]byte
 	table = map[int][]byte{}
@@ -57,11 +59,25 @@ func growMap(n int) {
 	}
 }
 
+type box[T any] struct {
+	value T
+	pad   [200]byte
+}
+
+//go:noinline
+func genericSite[T any](n int, v T) {
+	for i := 0; i < n; i++ {
+		boxes = append(boxes, &box[T]{value: v})
+	}
+}
+
 func main() {
 	out := os.Getenv("HEAPPROF_OUT")
 	twoSites(20000)
 	linked(30000)
 	growMap(50000)
+	genericSite(20000, 1)
+	genericSite(20000, "s")
 	held := make(chan []byte, 1)
 	go func() { held <- make([]byte, 3<<20); select {} }()
 	time.Sleep(50 * time.Millisecond)
