@@ -35,6 +35,12 @@ const MAX_SKIPPED_PASSES = 8;
 export interface LiveMirrorOptions {
   intervalMs: number;
   /**
+   * When set, passes come only as often as some process is due (its back-off) and at
+   * least this often, instead of every interval: an idle host's watch wakes every few
+   * seconds, not every second. New candidates must then be announced with wake().
+   */
+  idleIntervalMs?: number;
+  /**
    * Called after each pass with the bucket count of every mirrored process together
    * (the output buffer holds them all), and the most buckets any one process would ask
    * of each of its threads' SIGKILL firings (the while walk's budget is per firing).
@@ -82,7 +88,10 @@ const PER_FIRING_CHECK = 2000;
 
 export class LiveMirror {
   private tracked = new Map<number, Tracked>();
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private nextPassAt = Infinity;
+  /** A candidate the last pass could not track yet (not yet exec'd): look again next interval. */
+  private untracked = false;
   private closed = false;
 
   constructor(
@@ -91,12 +100,37 @@ export class LiveMirror {
   ) {}
 
   start(): void {
-    this.timer ??= setInterval(() => this.tick(), this.options.intervalMs);
+    if (!this.timer) this.schedule(this.options.intervalMs);
+  }
+
+  /** A new candidate: its first pass comes within one interval, however idle the rest. */
+  wake(): void {
+    if (this.timer && this.nextPassAt > performance.now() + this.options.intervalMs) this.schedule(this.options.intervalMs);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.nextPassAt = performance.now() + delayMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.tick();
+      if (!this.closed) this.schedule(this.nextDelayMs());
+    }, delayMs);
+  }
+
+  /** Until the first tracked process is due, within [intervalMs, idleIntervalMs]. */
+  private nextDelayMs(): number {
+    const { intervalMs, idleIntervalMs } = this.options;
+    if (idleIntervalMs === undefined || this.untracked) return intervalMs;
+    const now = performance.now();
+    let due = now + idleIntervalMs;
+    for (const t of this.tracked.values()) due = Math.min(due, t.dueMs);
+    return Math.min(idleIntervalMs, Math.max(intervalMs, due - now));
   }
 
   /** Stops reading; what was mirrored stays available to buckets(). */
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const t of this.tracked.values()) t.mem.close();
     this.closed = true;
@@ -151,12 +185,16 @@ export class LiveMirror {
   /** One pass: start tracking new Go processes, then read each list down to where the mirror is already whole. */
   tick(): void {
     if (this.closed) return;
+    this.untracked = false;
     for (const [pid, targets] of this.candidates()) {
       if (this.tracked.has(pid)) continue;
       try {
         const ino = statSync(`/proc/${pid}/exe`).ino;
         const target = targets.find((t) => t.inode === ino);
-        if (!target) continue;
+        if (!target) {
+          this.untracked = true;
+          continue;
+        }
         const baseAgeMs = this.options.baseAgeMs ?? 0;
         this.tracked.set(pid, {
           mem: new ProcessMemory(pid),
@@ -171,7 +209,8 @@ export class LiveMirror {
           dueMs: 0,
         });
       } catch {
-        /* gone, or not yet exec'd into its Go binary */
+        // Gone (until watch's prune forgets it), or not yet exec'd into its Go binary.
+        this.untracked = true;
       }
     }
     const now = performance.now();

@@ -23,6 +23,11 @@ import { DISABLED_HINT } from "../gobinary/go-target.ts";
 
 const MIRROR_INTERVAL_MS = 1000;
 /**
+ * An idle host's mirror passes come this far apart at most (a quiet process is due every
+ * 7.5 s at the most): a Bun process woken every second costs 0.1 % of a core by itself.
+ */
+const MIRROR_IDLE_INTERVAL_MS = 10_000;
+/**
  * How often waiting victims are looked at for their time limits. A capture that may have
  * just become whole is looked at once its records say so (mayCompleteCapture), not on
  * this timer: assembling one of 40,000 buckets takes ~12 ms, too much to repeat every
@@ -66,8 +71,15 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   let lastRecordAt = 0;
   /** Processes running a binary oomprof walks: the mirror's candidates. */
   const goPids = new Set<number>();
+  /** Set once the mirror exists; until then its first pass finds them all. */
+  let wakeMirror = () => {};
+  const addGoPid = (pid: number) => {
+    if (goPids.has(pid)) return;
+    goPids.add(pid);
+    wakeMirror();
+  };
   const findGoProcesses = (all = scanProcesses()) => {
-    for (const p of all) if (sessions.targetByInode(p.inode)) goPids.add(p.pid);
+    for (const p of all) if (sessions.targetByInode(p.inode)) addGoPid(p.pid);
   };
   let settle: ReturnType<typeof setInterval> | undefined;
   /** Set once the reporter exists: a victim heard of while arming waits until then. */
@@ -83,7 +95,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
-        if (r.tag === "A") goPids.add(r.pid);
+        if (r.tag === "A") addGoPid(r.pid);
         if (pid === undefined) return;
         if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
           // The victim is still there (killed, not yet reaped): note what it was.
@@ -179,6 +191,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     },
     {
       intervalMs: MIRROR_INTERVAL_MS,
+      idleIntervalMs: MIRROR_IDLE_INTERVAL_MS,
       baseAgeMs: flags.baseAge,
       onReading: (pid, buckets, ms) => log.verbose(`pid ${pid}: read ${buckets} buckets' counters for the base profile in ${ms.toFixed(1)} ms`),
       onCount: (n, perFiring) => sessions.ensureCapacity(n, perFiring),
@@ -189,6 +202,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     },
   );
   mirror.start();
+  wakeMirror = () => mirror.wake();
   // The first capture a process makes runs cold: make a few now, not at the kill.
   warmCapturePath();
   const reporter = new KillReporter({
