@@ -112,6 +112,7 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
     const attachName = comment(attach.name);
     const phase = walk.counterPhase;
     const counters: Record<string, TrustedFragment> = phase ? { COUNTER_PHASE: fill(phase.template, { ...phase.values, ...bucketValuesIn(phase.template) }) } : {};
+    if (walk.counterStep) counters.COUNTER_STEP = fill(walk.counterStep, bucketValuesIn(walk.counterStep));
     parts.push(fill(walk.template, { ...walk.values, ...bucketValuesIn(walk.template), ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart, ...counters }));
     for (let copy = 0; copy < (phase?.extraProbes ?? 0); copy++) {
       parts.push(fill(PROBES.walkMoreCounters, { ATTACH_NAME: attachName }, { ATTACH: attach.template, ...counters }));

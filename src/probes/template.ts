@@ -14,6 +14,8 @@ import oomThrow from "../../probes/runtime/oom-throw.bt" with { type: "text" };
 import attachExit from "../../probes/walk/attach/exit.bt" with { type: "text" };
 import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "text" };
 import walkForMap from "../../probes/walk/for-map.bt" with { type: "text" };
+import walkForMapCounters from "../../probes/walk/for-map-counters.bt" with { type: "text" };
+import walkForMapCounters4 from "../../probes/walk/for-map-counters-4.bt" with { type: "text" };
 import goroutines from "../../probes/walk/goroutines.bt" with { type: "text" };
 import goroutinesCleanup from "../../probes/walk/goroutines-cleanup.bt" with { type: "text" };
 import walkStart from "../../probes/walk/start.bt" with { type: "text" };
@@ -71,6 +73,8 @@ export const PROBES = {
   attachExit: probe("walk/attach/exit.bt", attachExit),
   attachSigkill: probe("walk/attach/sigkill.bt", attachSigkill),
   walkForMap: probe("walk/for-map.bt", walkForMap),
+  walkForMapCounters: probe("walk/for-map-counters.bt", walkForMapCounters),
+  walkForMapCounters4: probe("walk/for-map-counters-4.bt", walkForMapCounters4),
   walkWhile: probe("walk/while.bt", walkWhile),
   walkWhileCounters: probe("walk/while-counters.bt", walkWhileCounters),
   walkMoreCounters: probe("walk/while-more-counters.bt", walkMoreCounters),

@@ -23,6 +23,8 @@ export interface WalkVariant {
   name: string;
   template: TrustedFragment;
   values: Record<string, number>;
+  /** for-map: one step of the counter phase, by bpftrace release (COUNTER_STEP). */
+  counterStep?: TrustedFragment;
   /** while: the counter phase (included in the walk, and repeated by `extraProbes` probes of its own). */
   counterPhase?: { template: TrustedFragment; values: Record<string, number>; extraProbes: number };
 }
@@ -46,7 +48,9 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   // walk has one attach point (walkAttachPoints), which serves every binary.
   if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
-    return { name: "for-map", template: PROBES.walkForMap, values: { ITER_KEYS: l.loopKeys } };
+    // Four buckets to a printf from 0.23, the oldest for-map bpftrace tried with it.
+    const counterStep = versionAtLeast(version, 0, 23) ? PROBES.walkForMapCounters4 : PROBES.walkForMapCounters;
+    return { name: "for-map", template: PROBES.walkForMap, values: { ITER_KEYS: l.loopKeys }, counterStep };
   }
   // 0.21+ compiles `while` into code the verifier explores far more of: on 0.23 the
   // while walk loads at 250 iterations and fails at 500 ("BPF program is too large").

@@ -5,6 +5,7 @@ import { gunzipSync } from "node:zlib";
 import { Profile } from "pprof-format";
 import { buildGoProgram } from "../helpers/go.ts";
 import { runOomprof, tempDir } from "../helpers/oomprof.ts";
+import { bucketsSent } from "../helpers/record-stream.ts";
 
 setDefaultTimeout(600_000);
 
@@ -53,11 +54,7 @@ describe(`a Go process with ${STACKS} distinct allocation stacks`, () => {
     if (kill?.event !== "oom_kill") throw new Error(r.stderr.slice(-3000));
     expect(kill.complete).toBe(true);
     expect(kill.buckets).toBeGreaterThanOrEqual(3000);
-    const sent = { counters: new Set<string>(), stacks: new Set<string>() };
-    for (const line of readFileSync(stream, "utf8").split("\n")) {
-      const m = /"data": ?"([CS]) \d+ ([0-9a-f]+) /.exec(line);
-      if (m) (m[1] === "C" ? sent.counters : sent.stacks).add(m[2]!);
-    }
+    const sent = bucketsSent(stream, kill.pid);
     expect(sent.counters.size).toBe(kill.buckets);
     // At most the few buckets made since the mirror's last pass (the leak's own), not 3,000.
     expect(sent.stacks.size).toBeLessThan(100);

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { copyFileSync, readFileSync } from "node:fs";
+import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildGoProgram } from "../helpers/go.ts";
 import { LineReader } from "../helpers/lines.ts";
 import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
+import { bucketsSent } from "../helpers/record-stream.ts";
 import { oomKilledUnderWatch } from "../helpers/watch.ts";
 
 setDefaultTimeout(180_000);
@@ -52,11 +53,7 @@ describe("oomprof watch's live mirror", () => {
     const kill = await oomKilledUnderWatch(lines, [manystacks], 256 << 20, { STACKS: "3000", LIVE_MS: "3000" });
     expect(kill.complete).toBe(true);
     expect(kill.buckets).toBeGreaterThanOrEqual(3000);
-    const sent = { counters: new Set<string>(), stacks: new Set<string>() };
-    for (const line of readFileSync(stream, "utf8").split("\n")) {
-      const m = /"data": ?"([CS]) (\d+) ([0-9a-f]+) /.exec(line);
-      if (m && Number(m[2]) === kill.pid) (m[1] === "C" ? sent.counters : sent.stacks).add(m[3]!);
-    }
+    const sent = bucketsSent(stream, kill.pid);
     expect(sent.counters.size).toBe(kill.buckets);
     expect(sent.stacks.size).toBeLessThan(100);
   });

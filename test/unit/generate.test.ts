@@ -182,16 +182,38 @@ describe("generateScript", () => {
   });
 
   test("bucket offsets come from bucket-layout.ts, and the C line prints WALK_RECORD_WORDS words of the memRecord", () => {
-    for (const version of ["0.17.0", "0.23.2"]) {
+    // [bucket, its memRecord] variables of each bucket a counter printf prints.
+    const walks: Array<[string, Array<[string, string]>, number]> = [
+      ["0.17.0", [["$b", "$m"]], 1],
+      ["0.21.0", [["$cb", "$cm"]], 1],
+      // 0.23+: four buckets to a printf, and the list's last few one at a time.
+      [
+        "0.23.2",
+        [
+          ["$cb", "$m1"],
+          ["$c2", "$m2"],
+          ["$c3", "$m3"],
+          ["$c4", "$m4"],
+        ],
+        4,
+      ],
+    ];
+    for (const [version, buckets, perPrintf] of walks) {
       const all = generateScript({ host: host(version, false), targets: [target] }).text;
       const from = all.indexOf("// Walk the Go memory profile");
       const s = all.slice(from, all.indexOf("\n}\n", from)); // the first walk probe
-      const b = version === "0.17.0" ? "$b" : "$cb";
-      const m = version === "0.17.0" ? "$m" : "$cm";
-      expect(s).toContain(`${m} = ${b} + ${BUCKET.headerBytes} + *(uint64 *)uptr(${b} + ${BUCKET.nstk}) * ${WORD_BYTES};`);
-      expect(s).toContain(`*(uint64 *)uptr(${b} + ${BUCKET.allnext}), *(uint64 *)uptr(${b} + ${BUCKET.nstk}), *(uint64 *)uptr(${b} + ${BUCKET.size}),`);
-      const words = [...s.matchAll(new RegExp(`uptr\\(\\${m}( \\+ (\\d+))?\\)`, "g"))].map((x) => Number(x[2] ?? 0));
-      expect(words).toEqual(Array.from({ length: WALK_RECORD_WORDS }, (_, i) => i * WORD_BYTES));
+      for (const [b, m] of buckets) {
+        expect(s).toContain(`${m} = ${b} + ${BUCKET.headerBytes} + *(uint64 *)uptr(${b} + ${BUCKET.nstk}) * ${WORD_BYTES};`);
+        expect(s).toContain(`*(uint64 *)uptr(${b} + ${BUCKET.nstk}), *(uint64 *)uptr(${b} + ${BUCKET.size}),`);
+        expect(s).toContain(`*(uint64 *)uptr(${b} + ${BUCKET.allnext})`);
+        const words = [...s.matchAll(new RegExp(`uptr\\(${m.replace("$", "\\$")}( \\+ (\\d+))?\\)`, "g"))].map((x) => Number(x[2] ?? 0));
+        const record = Array.from({ length: WALK_RECORD_WORDS }, (_, i) => i * WORD_BYTES);
+        expect(words.length).toBeGreaterThan(0);
+        expect(words.length % WALK_RECORD_WORDS).toBe(0);
+        expect(words).toEqual(Array.from({ length: words.length / WALK_RECORD_WORDS }, () => record).flat());
+      }
+      const counterPrintfs = [...s.matchAll(/printf\("(C [^"]*)"/g)].map((x) => x[1]!.split("\\n").filter(Boolean).length);
+      expect(Math.max(...counterPrintfs)).toBe(perPrintf);
     }
   });
 

@@ -1,0 +1,19 @@
+import { readFileSync } from "node:fs";
+
+/**
+ * The buckets whose counters (C) and stacks (S) a recorded stream (OOMPROF_RECORD_STREAM)
+ * carried for pid. One printf may carry several records: from bpftrace 0.23 the walk
+ * prints four buckets' counters at once.
+ */
+export function bucketsSent(file: string, pid: number): { counters: Set<string>; stacks: Set<string> } {
+  const sent = { counters: new Set<string>(), stacks: new Set<string>() };
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const msg = line.startsWith("{") ? (JSON.parse(line) as { type?: string; data?: unknown }) : undefined;
+    if (msg?.type !== "printf" || typeof msg.data !== "string") continue;
+    for (const record of msg.data.split("\n")) {
+      const m = /^([CS]) (\d+) ([0-9a-f]+) /.exec(record);
+      if (m && Number(m[2]) === pid) (m[1] === "C" ? sent.counters : sent.stacks).add(m[3]!);
+    }
+  }
+  return sent;
+}
