@@ -111,6 +111,8 @@ export class CaptureAssembler {
         return r.pid;
       case "C": {
         const s = this.state(r.pid);
+        // The while walk's second bucket of a printf, past the end of the list.
+        if (r.bucket === 0) return s.pid;
         s.counters.set(r.bucket, r);
         return s.pid;
       }

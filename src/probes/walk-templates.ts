@@ -61,7 +61,8 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
     name: "while",
     template: PROBES.walkWhile,
     values: { STACK_ITERATIONS: w.stackIterations },
-    counterPhase: { template: PROBES.walkWhileCounters, values: { COUNTER_ITERATIONS: w.counterIterations }, extraProbes: w.extraCounterProbes },
+    // Two buckets a loop step (while-counters.bt).
+    counterPhase: { template: PROBES.walkWhileCounters, values: { COUNTER_PAIRS: Math.ceil(w.counterIterations / 2) }, extraProbes: w.extraCounterProbes },
   };
 }
 
