@@ -1,7 +1,7 @@
 /**
  * What oomprof costs the programs it watches, and what it costs to keep running.
  *
- *   bun scripts/bench-overhead.ts [--rounds K] [--idle-seconds S] [--idle-reps R] [--procs P]
+ *   bun scripts/bench-overhead.ts [--rounds K] [--idle-seconds S] [--idle-settle S] [--idle-reps R] [--procs P]
  *       [--distinct D] [--idle-retries N] [--bin PATH] [--skip-work] [--skip-idle] [--keep]
  *
  * 1. Work: test/go/overhead (64 goroutines allocating short- and long-lived objects,
@@ -17,8 +17,8 @@
  *    not against the rebuild of bpftrace that a never-seen Go binary triggers.
  * 2. Idle watch: startup time (spawn → ready event, and ready's armed_ms), then CPU (% of
  *    one core, from utime+stime(+cutime+cstime) in /proc/PID/stat of oomprof and its
- *    bpftrace) over S seconds (default 20), and RSS (VmRSS), R times (default 3): with
- *    the few Go processes there are, with P (default 200) idle copies of one binary, and
+ *    bpftrace) over S seconds (default 20), starting --idle-settle seconds (default 3)
+ *    after ready, and RSS (VmRSS), R times (default 3): with the few Go processes there are, with P (default 200) idle copies of one binary, and
  *    with --distinct D, D idle programs that are each a binary of their own (watch attaches
  *    one walk per binary, not per process). A rep during which watch restarted bpftrace
  *    (another Go binary appeared on this shared host), reported other processes' kills,
@@ -59,12 +59,14 @@ import {
 const { flags } = parseFlags(process.argv.slice(2), ["skip-work", "skip-idle", "keep"]);
 if (flags.has("help")) {
   console.log(
-    "usage: scripts/bench-overhead [--rounds K] [--idle-seconds S] [--idle-reps R] [--procs P] [--distinct D] [--idle-retries N] [--bin PATH] [--skip-work] [--skip-idle] [--keep]",
+    "usage: scripts/bench-overhead [--rounds K] [--idle-seconds S] [--idle-settle S] [--idle-reps R] [--procs P] [--distinct D] [--idle-retries N] [--bin PATH] [--skip-work] [--skip-idle] [--keep]",
   );
   process.exit(0);
 }
 const rounds = intFlag(flags.get("rounds") ?? process.env.BENCH_ROUNDS, 7, "--rounds");
 const idleSeconds = intFlag(flags.get("idle-seconds"), 20, "--idle-seconds");
+/** How long after ready the CPU window starts: start-up's after-effects (a GC, say) fall before it. */
+const idleSettle = intFlag(flags.get("idle-settle"), 3, "--idle-settle");
 const idleReps = intFlag(flags.get("idle-reps"), 3, "--idle-reps");
 const idleRetries = flags.has("idle-retries") ? Number(flags.get("idle-retries")) : 4;
 const procs = intFlag(flags.get("procs"), 200, "--procs");
@@ -409,7 +411,7 @@ try {
       for (let attempt = 1; quiet.length < idleReps && attempt <= idleReps + idleRetries; attempt++) {
         const w = await startWatch(`${label}-${attempt}`);
         const rssAtReady = treeRss(w.proc.pid);
-        await sleep(3000);
+        await sleep(idleSettle * 1000);
         const t0 = wallMs();
         const busy0 = hostBusyMs();
         const k0 = treeTicks(w.proc.pid);
@@ -489,7 +491,7 @@ try {
           : "-",
       ];
     };
-    console.log(`idle watch: ${idleReps} reps, CPU over ${idleSeconds} s after ready + 3 s`);
+    console.log(`idle watch: ${idleReps} reps, CPU over ${idleSeconds} s after ready + ${idleSettle} s`);
     const rows = [await idle("few Go processes")];
     for (let i = sleepers.length; i < procs; i++) startSleeper();
     const deadline = wallMs() + 60_000;
@@ -526,7 +528,7 @@ try {
       rows,
     );
     out.push(
-      `== idle oomprof watch (median [min–max] over quiet reps; CPU over ${idleSeconds} s starting 3 s after ready; ${prog.goVersion} idle programs)\n${t2}\n` +
+      `== idle oomprof watch (median [min–max] over quiet reps; CPU over ${idleSeconds} s starting ${idleSettle} s after ready; ${prog.goVersion} idle programs)\n${t2}\n` +
         `a rep is noisy (retried, up to ${idleRetries} extra) when watch restarted bpftrace, reported other processes, or others used > ${NOISY_CORES} cores\n` +
         "PSS splits pages shared with other processes and counts once a page mapped twice (bpftrace 0.19+ maps its ring buffer's pages twice, so RSS counts them twice)",
     );
