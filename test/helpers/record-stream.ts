@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 
 /**
  * The buckets whose counters (C) and stacks (S) a recorded stream (OOMPROF_RECORD_STREAM)
- * carried for pid. One printf may carry several records: from bpftrace 0.23 the walk
- * prints four buckets' counters at once.
+ * carried for pid. One printf may carry several records: the walk prints two buckets'
+ * counters at once on bpftrace 0.17-0.20, four from 0.23.
  */
 export function bucketsSent(file: string, pid: number): { counters: Set<string>; stacks: Set<string> } {
   const sent = { counters: new Set<string>(), stacks: new Set<string>() };
@@ -12,7 +12,8 @@ export function bucketsSent(file: string, pid: number): { counters: Set<string>;
     if (msg?.type !== "printf" || typeof msg.data !== "string") continue;
     for (const record of msg.data.split("\n")) {
       const m = /^([CS]) (\d+) ([0-9a-f]+) /.exec(record);
-      if (m && Number(m[2]) === pid) (m[1] === "C" ? sent.counters : sent.stacks).add(m[3]!);
+      // Bucket 0: the while walk's second line of a printf, past the end of the list.
+      if (m && Number(m[2]) === pid && m[3] !== "0") (m[1] === "C" ? sent.counters : sent.stacks).add(m[3]!);
     }
   }
   return sent;
