@@ -87,6 +87,12 @@ export class BinaryRegistry {
     return this.nonGo.has(inode) || this.unwalked.has(inode);
   }
 
+  /** oomprof is reading the executable with this inode now: what describe() says is coming. */
+  isReading(inode: number): boolean {
+    for (const key of this.reading.keys()) if (key.startsWith(`${inode}:`)) return true;
+    return false;
+  }
+
   /** What reading the executable with this inode said, if oomprof has read it. */
   describe(inode: number): (Omit<ExecInfo, "path"> & { path?: string }) | undefined {
     const target = this.byInode(inode) ?? this.unwalked.get(inode)?.target;

@@ -167,6 +167,11 @@ export class ProbeSessions implements CaptureSource {
     return this.registry.liveAtMs(t);
   }
 
+  /** oomprof's read of the executable with this inode is under way. */
+  isReading(inode: number): boolean {
+    return this.registry.isReading(inode);
+  }
+
   /** What oomprof read of the executable with this inode, if it has. */
   describe(inode: number) {
     return this.registry.describe(inode);

@@ -238,6 +238,9 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   });
 
   const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;
+  // A read still under way is waited for past IDENTIFY_WAIT_MS (up to DRAIN_MAX_MS): under
+  // load, reading a large new binary took longer, and the kill was reported with no exe.
+  const reading = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.isReading(c.identity.inode);
 
   // Report each kill once its walk is whole, the process is gone, or time is up: looked at
   // when a record may complete it, and on a timer while a victim waits, not at all while
@@ -253,7 +256,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
         countsGoroutines: capture !== undefined && sessions.countsGoroutines(capture),
         running: stillRunning(pid) !== undefined,
         // Gone before it could be read here: what it ran is known once the exec's own read is done.
-        identifying: victim.reading === true || (!victim.target && !victim.info && !described(capture) && now - victim.since < IDENTIFY_WAIT_MS),
+        identifying:
+          victim.reading === true || (!victim.target && !victim.info && !described(capture) && (now - victim.since < IDENTIFY_WAIT_MS || reading(capture))),
       };
       if (!readyToReport(state, { now, lastRecordAt }, WATCH_READINESS)) continue;
       reporter.report(pid);
