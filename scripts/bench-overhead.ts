@@ -18,8 +18,8 @@
  * 2. Idle watch: startup time (spawn → ready event, and ready's armed_ms), then CPU (% of
  *    one core, from utime+stime(+cutime+cstime) in /proc/PID/stat of oomprof and its
  *    bpftrace) over S seconds (default 20), starting --idle-settle seconds (default 3)
- *    after ready, and RSS (VmRSS), R times (default 3): with the few Go processes there are, with P (default 200) idle copies of one binary, and
- *    with --distinct D, D idle programs that are each a binary of their own (watch attaches
+ *    after ready, and RSS (VmRSS), R times (default 3): with the few Go processes there
+ *    are, with P (default 200) idle copies of one binary, and with --distinct D, D idle programs that are each a binary of their own (watch attaches
  *    one walk per binary, not per process). A rep during which watch restarted bpftrace
  *    (another Go binary appeared on this shared host), reported other processes' kills,
  *    or others used > 0.15 cores is noisy: shown but not counted, and retried

@@ -182,9 +182,10 @@ export class CaptureAssembler {
         let stack: number[];
         // The mirror's own array where the probes sent the same stack or not all of it:
         // profiles find the locations prepared for it by that array (profile/location-table.ts).
-        if (mirroredStack && (hasGaps(delivered, c.nstk) || sameStack(frames, mirroredStack))) stack = mirroredStack;
+        const gaps = hasGaps(delivered, c.nstk);
+        if (mirroredStack && (gaps || sameStack(frames, mirroredStack))) stack = mirroredStack;
         else {
-          if (hasGaps(delivered, c.nstk)) missingStacks++;
+          if (gaps) missingStacks++;
           stack = delivered.filter((pc) => pc !== undefined);
         }
         buckets.push({ address: at, size: c.size, stack, counts: c.counts });

@@ -1,5 +1,4 @@
 import { BadBinaryError } from "../errors.ts";
-import { goMinorVersion, readBuildInfo } from "../gobinary/buildinfo.ts";
 import { PF_X, PT_LOAD, type ElfFile, type ElfSymbol } from "../gobinary/elf.ts";
 
 /**
@@ -269,11 +268,10 @@ function scanForHeader<T>(elf: ElfFile, attempt: (loc: PclntabLocation, what: st
  * binaries), then the go:func.* symbol. Undefined if none is found; inline
  * frames are then unavailable.
  */
-export function findGofunc(elf: ElfFile, location: PclntabLocation, header: PclntabHeader): bigint | undefined {
+export function findGofunc(elf: ElfFile, location: PclntabLocation, header: PclntabHeader, release: number | undefined): bigint | undefined {
   // Go 1.27 added typedesclen, itaboffset and itabsize to moduledata ahead of gofunc,
   // without a new pclntab magic: the release says which word it is.
-  const release = goMinorVersion(readBuildInfo(elf)?.goVersion ?? "") ?? 0;
-  const word = header.layout.moduledataGofuncWord >= 0 && release >= 27 ? header.layout.moduledataGofuncWord + 3 : header.layout.moduledataGofuncWord;
+  const word = header.layout.moduledataGofuncWord >= 0 && (release ?? 0) >= 27 ? header.layout.moduledataGofuncWord + 3 : header.layout.moduledataGofuncWord;
   if (word < 0) return undefined;
   const symbols = symbolsOrNone(elf);
   const fromModuledata = (addr: bigint): bigint | undefined => {

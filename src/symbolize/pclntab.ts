@@ -92,6 +92,8 @@ export class GoSymbolizer {
     this.functionCount = header.nfunc;
     this.tableVaddr = Number(location.vaddr);
     this.fileView = new DataView(elf.data.buffer, elf.data.byteOffset, elf.data.byteLength);
+    // The Go release (undefined when the build info is unreadable): how its runtime/pprof
+    // names functions, and which moduledata word holds gofunc (findGofunc).
     const release = goMinorVersion(readBuildInfo(elf)?.goVersion ?? "");
     this.pprofUsesSymbolNames = release === undefined || release >= 21;
     this.segments = elf.segments
@@ -104,7 +106,7 @@ export class GoSymbolizer {
     this.funcOffsets = index.funcOffsets;
     this.textBase = index.textBase;
 
-    const gofunc = this.layout.absoluteFuncdata ? undefined : findGofunc(elf, location, header);
+    const gofunc = this.layout.absoluteFuncdata ? undefined : findGofunc(elf, location, header, release);
     this.gofunc = gofunc !== undefined && gofunc <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(gofunc) : undefined;
   }
 
