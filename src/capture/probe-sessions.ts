@@ -134,6 +134,11 @@ export class ProbeSessions implements CaptureSource {
     return this.assembler.has(pid) ? this.assembler.capture(pid, mirrored) : undefined;
   }
 
+  /** The capture as readiness sees it: without buckets while its counters are still arriving (CaptureAssembler.status). */
+  status(pid: number, mirrored?: Map<number, MemProfileBucket>): ProcessCapture | undefined {
+    return this.assembler.has(pid) ? this.assembler.status(pid, mirrored) : undefined;
+  }
+
   forget(pid: number): void {
     this.assembler.forget(pid);
   }

@@ -88,7 +88,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
     const reportWholeDeaths = () => {
       for (const pid of [child.pid, ...probeSessions.goExecPids()]) {
         if (reporter.hasReported(pid)) continue;
-        const c = probeSessions.capture(pid, mirror.buckets(pid));
+        const c = probeSessions.status(pid, mirror.buckets(pid));
         if (c && wholeOomDeath(c, probeSessions.countsGoroutines(c))) pendingReports.push(Promise.resolve().then(() => reporter.report(pid)));
       }
     };
@@ -205,7 +205,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       return pids;
     };
     const ready = (pid: number) => {
-      const capture = probeSessions.capture(pid, mirror.buckets(pid));
+      const capture = probeSessions.status(pid, mirror.buckets(pid));
       const victim = {
         capture,
         since: capture?.firstSeenMs ?? drainStart,

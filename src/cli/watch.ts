@@ -221,7 +221,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       if (!v) return {};
       if (v.target) return { exe: v.exe, target: v.target };
       // Read while it lived, or else known by the inode its own thread reported at the kill.
-      const identity = sessions.capture(pid)?.identity;
+      const identity = sessions.status(pid)?.identity;
       // What oomprof's own read of the executable said wins over a read that came too late.
       const info = (identity && sessions.describe(identity.inode)) ?? v.info;
       const exe = v.exe ?? info?.path;
@@ -248,7 +248,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   settleVictims = () => {
     const now = performance.now();
     for (const [pid, victim] of pending) {
-      const capture = sessions.capture(pid, mirror.buckets(pid));
+      const capture = sessions.status(pid, mirror.buckets(pid));
       const state = {
         capture,
         since: victim.since,

@@ -128,3 +128,43 @@ describe("readyToReport", () => {
     expect(readyToReport(victim(c, { walkExpected: true, running: true }), at(DRAIN_MAX_MS + 1, 10_000 + DRAIN_MAX_MS), WATCH_READINESS)).toBe(true);
   });
 });
+
+describe("CaptureAssembler.status, what readiness looks at", () => {
+  const C1 = `C ${PID} 1000 2000 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
+  const C2 = `C ${PID} 2000 0 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
+  const S2 = `S ${PID} 2000 0 402000 0 0 0 0 0 0 0`;
+
+  test("has no buckets while the counters are still arriving, and the whole capture once the chain's end is in", () => {
+    const a = new CaptureAssembler();
+    for (const l of [V, H, C1, `S ${PID} 1000 0 401000 0 0 0 0 0 0 0`]) a.add(parseRecord(l));
+    const streaming = a.status(PID);
+    expect({ buckets: streaming.buckets.length, complete: streaming.complete, victim: streaming.victim?.pid, head: streaming.header?.head }).toEqual({
+      buckets: 0,
+      complete: false,
+      victim: PID,
+      head: 0x1000,
+    });
+    expect(a.capture(PID).buckets.length).toBe(1);
+    a.add(parseRecord(C2));
+    expect(a.status(PID).complete).toBe(false); // bucket 2000's stack is still to come
+    a.add(parseRecord(S2));
+    const whole = a.status(PID);
+    expect({ buckets: whole.buckets.map((b) => b.address), complete: whole.complete }).toEqual({ buckets: [0x1000, 0x2000], complete: true });
+  });
+
+  test("a capture is kept until the next record or a change in the mirror", () => {
+    const a = new CaptureAssembler();
+    for (const l of [V, H, C1, C2]) a.add(parseRecord(l));
+    const mirrored = new Map([[0x1000, { address: 0x1000, size: 64, stack: [0x401000], counts: [] }]]);
+    const first = a.capture(PID, mirrored);
+    expect(a.capture(PID, mirrored)).toBe(first);
+    expect(first.complete).toBe(false);
+    mirrored.set(0x2000, { address: 0x2000, size: 64, stack: [0x402000], counts: [] });
+    const second = a.capture(PID, mirrored);
+    expect(second).not.toBe(first);
+    expect(second.complete).toBe(true);
+    a.add(parseRecord(`E ${PID}`));
+    expect(a.capture(PID, mirrored)).not.toBe(second);
+    expect(a.capture(PID, mirrored).walkEnded).toBe(true);
+  });
+});
