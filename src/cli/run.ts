@@ -101,6 +101,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       {
         onRecord(r, pid) {
           lastRecordAt = performance.now();
+          reporter?.onRecord(r);
           if (r.tag === "X" || r.tag === "E") wake?.();
           // A record that may complete a kill's capture: report it the moment it is whole.
           // Not on a timer: assembling a capture of 40,000 buckets takes ~12 ms, and

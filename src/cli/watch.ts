@@ -11,6 +11,7 @@ import { nsToMs } from "../process/libc.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { EventWriter, nowIso } from "../output/events.ts";
 import { KillReporter } from "../output/kill-reporter.ts";
+import type { WalkRecord } from "../stream/records.ts";
 import { prepareOutDir } from "../output/profile-file.ts";
 import { detectBpftrace } from "../probes/bpftrace-host.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
@@ -87,6 +88,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const startSettling = () => {
     if (settleVictims && pending.size) settle ??= setInterval(settleVictims, SETTLE_INTERVAL_MS);
   };
+  /** Set once the reporter exists: it encodes samples as their counters arrive. */
+  let reporterOnRecord: ((r: WalkRecord) => void) | undefined;
   /** Once this batch of records is handled, not at the next tick. */
   const settleSoon = onceRecordsHandled(() => settleVictims?.());
   const sessions: ProbeSessions = new ProbeSessions(
@@ -95,6 +98,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
+        reporterOnRecord?.(r);
         if (r.tag === "A") addGoPid(r.pid);
         if (pid === undefined) return;
         if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
@@ -236,6 +240,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       return { exe, target, why };
     },
   });
+  reporterOnRecord = (r) => reporter.onRecord(r);
 
   const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;
   // A read still under way is waited for past IDENTIFY_WAIT_MS (up to DRAIN_MAX_MS): under

@@ -9,7 +9,8 @@ import { memoryBreakdown, type MemoryBreakdown } from "../gobinary/memstats-layo
 import { memoryComment } from "../profile/memory-comment.ts";
 import { formatMemoryBreakdown } from "./format.ts";
 import { heapSamples } from "../profile/heap-views.ts";
-import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
+import { buildPprofParts, encodeProfileGz } from "../profile/pprof.ts";
+import type { EncodedSamples } from "../profile/encoded-samples.ts";
 import { LocationTable } from "../profile/location-table.ts";
 import { allocationSites, siteGrowth, type SiteGrowth, type SiteTable } from "../profile/sites.ts";
 import type { BaseCounters } from "../capture/counter-readings.ts";
@@ -40,6 +41,8 @@ export interface KillContext {
   base?: BaseCounters;
   /** Its stacks' locations, prepared while it lived (locationTableFor's for its target and bias). */
   locations?: LocationTable;
+  /** Its samples, encoded from `locations` while the walk's records streamed in. */
+  encoded?: EncodedSamples;
 }
 
 export interface KillReport {
@@ -75,6 +78,8 @@ export interface HeapProfileInput {
   memory?: { rssBytes: number | null; figures: MemoryBreakdown };
   /** The process's locations, prepared while it lived (must be locationTableFor's, for this bias). */
   locations?: LocationTable;
+  /** Samples already encoded from `locations` (used where stack and values match). */
+  encoded?: EncodedSamples;
 }
 
 /** Milliseconds spent in each step of turning records into a profile on disk, in order. */
@@ -112,7 +117,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   const locations = p.locations ?? locationTableFor(t, p.symbolizer, p.bias);
   const start = Number(t.text.vaddr) + p.bias;
   const pageStart = start - (start % 4096);
-  const pprof = buildPprof(
+  const { profile: pprof, encodedSamples } = buildPprofParts(
     samples,
     {
       binaryPath: t.path,
@@ -128,11 +133,11 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
         ...memoryComments(p.memory),
       ],
     },
-    locations.symbolizer,
     locations,
+    p.encoded,
   );
   p.phases?.mark("symbolize+pprof");
-  const gz = encodeProfileGz(pprof);
+  const gz = encodeProfileGz(pprof, encodedSamples);
   p.phases?.mark("encode+gzip");
   const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
   p.phases?.mark("write");
@@ -208,6 +213,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
         gaps,
         phases,
         memory: { rssBytes, figures: memory },
+        encoded: ctx.encoded,
       });
       profile = written.path;
       onDiskMs = performance.now();

@@ -32,16 +32,15 @@ export interface HeapSample {
 }
 
 /**
- * One memRecord slot (0: active, 1-3: future cycles) as [allocs, frees, alloc bytes,
+ * One memRecord slot (0: active, 1-3: future cycles) is [allocs, frees, alloc bytes,
  * free bytes]. Go 1.27's 8-word memRecord keeps only {allocs, frees} per cycle (a bucket
- * holds one object size), so its bytes are the counts times the size.
+ * holds one object size), so its bytes are the counts times the size. Read a word at a
+ * time: this runs for every bucket at death, and tuples cost 100,000 allocations there.
  */
-function slotCounts(b: MemProfileBucket, recordWords: 16 | 8, slot: number): [number, number, number, number] {
-  const c = b.counts;
-  if (recordWords === 16) return [c[slot * 4]!, c[slot * 4 + 1]!, c[slot * 4 + 2]!, c[slot * 4 + 3]!];
-  const allocs = c[slot * 2]!;
-  const frees = c[slot * 2 + 1]!;
-  return [allocs, frees, allocs * b.size, frees * b.size];
+function slotWord(b: Pick<MemProfileBucket, "counts" | "size">, recordWords: 16 | 8, slot: number, word: 0 | 1 | 2 | 3): number {
+  if (recordWords === 16) return b.counts[slot * 4 + word]!;
+  const count = b.counts[slot * 2 + (word & 1)]!;
+  return word < 2 ? count : count * b.size;
 }
 
 /**
@@ -51,11 +50,24 @@ function slotCounts(b: MemProfileBucket, recordWords: 16 | 8, slot: number): [nu
  * many stacks one byte or object larger than the program's own profile.
  */
 export function scaleHeapSample(count: number, size: number, rate: number): [number, number] {
-  if (count <= 0 || size <= 0) return [0, 0];
-  if (rate <= 1) return [count, size];
-  const avg = size / count;
-  const scale = 1 / (1 - Math.exp(-avg / rate));
-  return [Math.trunc(count * scale), Math.trunc(size * scale)];
+  const out = [0, 0];
+  scaleInto(out, 0, count, size, rate);
+  return out as [number, number];
+}
+
+/** scaleHeapSample, written at out[at] and out[at + 1]. */
+function scaleInto(out: number[], at: number, count: number, size: number, rate: number): void {
+  if (count <= 0 || size <= 0) {
+    out[at] = 0;
+    out[at + 1] = 0;
+  } else if (rate <= 1) {
+    out[at] = count;
+    out[at + 1] = size;
+  } else {
+    const scale = 1 / (1 - Math.exp(-size / count / rate));
+    out[at] = Math.trunc(count * scale);
+    out[at + 1] = Math.trunc(size * scale);
+  }
 }
 
 /**
@@ -68,42 +80,58 @@ export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number,
   // runtime.MemProfile: if no bucket has active data, no GC has run yet and the
   // runtime folds every cycle in; mirror that so gc_live matches what it would say.
   const noGcYet = buckets.every((b) => b.counts[0] === 0 && b.counts[1] === 0);
-  // gc_live: active + future[cycle % 3], the slot MemProfile flushes before reading.
-  const liveSlot = cycle >= 0 ? 1 + (cycle % 3) : 0;
+  const view = { memProfileRate, cycle, recordWords, noGcYet };
   const out: HeapSample[] = [];
   for (const b of buckets) {
-    let allocs = 0;
-    let frees = 0;
-    let allocBytes = 0;
-    let freeBytes = 0;
-    let liveAllocs = 0;
-    let liveFrees = 0;
-    let liveAllocBytes = 0;
-    let liveFreeBytes = 0;
-    for (let slot = 0; slot < 4; slot++) {
-      const [a, f, ab, fb] = slotCounts(b, recordWords, slot);
-      allocs += a;
-      frees += f;
-      allocBytes += ab;
-      freeBytes += fb;
-      if (noGcYet || slot === 0 || slot === liveSlot) {
-        liveAllocs += a;
-        liveFrees += f;
-        liveAllocBytes += ab;
-        liveFreeBytes += fb;
-      }
-    }
-    const values = [
-      ...scaleHeapSample(Math.max(0, allocs - frees), Math.max(0, allocBytes - freeBytes), memProfileRate),
-      ...scaleHeapSample(Math.max(0, liveAllocs - liveFrees), Math.max(0, liveAllocBytes - liveFreeBytes), memProfileRate),
-      0,
-      0,
-      ...scaleHeapSample(allocs, allocBytes, memProfileRate),
-    ];
-    values[4] = Math.max(0, values[0]! - values[2]!);
-    values[5] = Math.max(0, values[1]! - values[3]!);
-    if (values.every((v) => v === 0)) continue;
-    out.push({ stack: b.stack, values });
+    const values = sampleValues(b, view);
+    if (values) out.push({ stack: b.stack, values });
   }
   return out;
+}
+
+/** How a bucket's counters become a sample's values: the process's rate and cycle, its record layout, and whether a GC has run. */
+export interface SampleView {
+  memProfileRate: number;
+  cycle: number;
+  recordWords: 16 | 8;
+  /** No bucket has active data (see heapSamples): every cycle counts as live. */
+  noGcYet: boolean;
+}
+
+/** One bucket's values in SAMPLE_TYPES order, or undefined when they are all zero (runtime/pprof leaves such a bucket out). */
+export function sampleValues(b: Pick<MemProfileBucket, "counts" | "size">, view: SampleView): number[] | undefined {
+  const { memProfileRate, cycle, recordWords, noGcYet } = view;
+  // gc_live: active + future[cycle % 3], the slot MemProfile flushes before reading.
+  const liveSlot = cycle >= 0 ? 1 + (cycle % 3) : 0;
+  let allocs = 0;
+  let frees = 0;
+  let allocBytes = 0;
+  let freeBytes = 0;
+  let liveAllocs = 0;
+  let liveFrees = 0;
+  let liveAllocBytes = 0;
+  let liveFreeBytes = 0;
+  for (let slot = 0; slot < 4; slot++) {
+    const a = slotWord(b, recordWords, slot, 0);
+    const f = slotWord(b, recordWords, slot, 1);
+    const ab = slotWord(b, recordWords, slot, 2);
+    const fb = slotWord(b, recordWords, slot, 3);
+    allocs += a;
+    frees += f;
+    allocBytes += ab;
+    freeBytes += fb;
+    if (noGcYet || slot === 0 || slot === liveSlot) {
+      liveAllocs += a;
+      liveFrees += f;
+      liveAllocBytes += ab;
+      liveFreeBytes += fb;
+    }
+  }
+  const values = [0, 0, 0, 0, 0, 0, 0, 0];
+  scaleInto(values, 0, Math.max(0, allocs - frees), Math.max(0, allocBytes - freeBytes), memProfileRate);
+  scaleInto(values, 2, Math.max(0, liveAllocs - liveFrees), Math.max(0, liveAllocBytes - liveFreeBytes), memProfileRate);
+  scaleInto(values, 6, allocs, allocBytes, memProfileRate);
+  values[4] = Math.max(0, values[0]! - values[2]!);
+  values[5] = Math.max(0, values[1]! - values[3]!);
+  return values.every((v) => v === 0) ? undefined : values;
 }
