@@ -93,6 +93,7 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       bias,
       what: "snapshot",
       gaps,
+      recordWords: target.memRecordWords,
       memory: { rssBytes, figures: memory },
     });
     events.emit({

@@ -1,4 +1,5 @@
 import { CaptureAssembler } from "../capture/walk-capture.ts";
+import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites } from "../profile/sites.ts";
@@ -13,7 +14,7 @@ export function madeUpWalk(buckets: number): string[] {
   for (let i = 0; i < buckets; i++) {
     const at = (0x10000 + i * 0x100).toString(16);
     const next = i + 1 < buckets ? (0x10000 + (i + 1) * 0x100).toString(16) : "0";
-    const counts = [i % 7, i % 3, (i % 7) * 64, (i % 3) * 64, 1, 0, 64, 0, 0, 0, 0, 0, 2, 1, 128, 64];
+    const counts = [i % 7, i % 3, 1, 0, 0, 0, 2, 1];
     lines.push(JSON.stringify({ type: "printf", data: `C ${pid} ${at} ${next} 16 64 ${counts.join(" ")}\n` }));
     for (const k of [0, 8]) {
       const pcs = Array.from({ length: 8 }, (_, j) => (0x401000 + ((i * 31 + (k + j) * 7) % 4000) * 16).toString(16));
@@ -57,7 +58,7 @@ export function warmCapturePath(buckets = 500, rounds = 12): void {
       if (m.type === "printf") assembler.add(parseRecord(m.data));
     }
     const capture = assembler.capture(pid);
-    const samples = heapSamples(capture.buckets, 512 * 1024, 3);
+    const samples = heapSamples(capture.buckets, 512 * 1024, 3, WALK_COUNT_WORDS);
     encodeProfileGz(buildPprof(samples, meta, { frames }));
     allocationSites(samples, { frames });
   };

@@ -57,8 +57,19 @@ export const MEM_RECORD_LAYOUTS: Readonly<Record<MemRecordWords, MemRecordLayout
 };
 
 /**
- * Words of the memRecord a walk's C line prints: the widest layout's, whatever the
- * binary (one walk probe serves every binary; a 1.27 record's trailing words are
- * printed and ignored). src/stream/records.ts parses this many.
+ * Counts a walk's C line prints: {allocs, frees} of each of the memRecord's four cycles,
+ * in Go 1.27's layout whatever the binary's (MEM_RECORD_LAYOUTS[8]). The byte counts
+ * are left out: a bucket holds one object size (runtime/mprof.go's stkbucket matches on
+ * it, and malloc and sweep both count the object's size class), so they are the counts
+ * times the bucket's size. That is why Go 1.27 could drop them; a program of each
+ * release from 1.19 to 1.27 checked it on every record of runtime.MemProfile at
+ * MemProfileRate 1. bpftrace's cost is per number printed: on 0.27 a stream of 48,000
+ * C lines four to a printf took 610-710 ms with 16 words and 460-500 ms with these 8.
+ * src/stream/records.ts parses this many.
  */
-export const WALK_RECORD_WORDS = 16;
+export const WALK_COUNT_WORDS = 8;
+
+/** Bytes from one memRecord cycle to the next, which the walk steps by (the target table's @tgt_slot); 0 for an unknown layout. */
+export function memRecordCycleBytes(words: MemRecordWords | undefined): number {
+  return words ? MEM_RECORD_LAYOUTS[words].wordsPerCycle * WORD_BYTES : 0;
+}

@@ -13,6 +13,7 @@ import type { LocationTable } from "../profile/location-table.ts";
 import { EncodedSamples } from "../profile/encoded-samples.ts";
 import { sampleValues, type SampleView } from "../profile/heap-views.ts";
 import type { WalkRecord } from "../stream/records.ts";
+import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { monotonicMs, nsToMs } from "../process/libc.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
@@ -150,11 +151,13 @@ export class KillReporter {
     const p = this.prepared.get(r.pid);
     if (!p?.table) return;
     if (r.tag === "H") {
-      const recordWords = p.target.memRecordWords;
-      if (p.streaming || !recordWords || r.bias !== p.bias || this.o.captures.targetById(r.targetId) !== p.target) return;
+      if (p.streaming || !p.target.memRecordWords || r.bias !== p.bias || this.o.captures.targetById(r.targetId) !== p.target) return;
       // As if a GC has run, as it nearly always has by the time there are stacks to prepare;
       // if not, the values at death differ and those samples are encoded again.
-      p.streaming = { view: { memProfileRate: r.memProfileRate, cycle: r.cycle, recordWords, noGcYet: false }, encoded: new EncodedSamples(p.table) };
+      p.streaming = {
+        view: { memProfileRate: r.memProfileRate, cycle: r.cycle, recordWords: WALK_COUNT_WORDS, noGcYet: false },
+        encoded: new EncodedSamples(p.table),
+      };
       return;
     }
     if (!p.streaming) return;

@@ -2,6 +2,7 @@ import { pageSize } from "../process/libc.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { placementFields, type ProcessPlacement } from "../cgroup/process-placement.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
+import { WALK_COUNT_WORDS, type MemRecordWords } from "../gobinary/bucket-layout.ts";
 import { config } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
@@ -80,6 +81,8 @@ export interface HeapProfileInput {
   locations?: LocationTable;
   /** Samples already encoded from `locations` (used where stack and values match). */
   encoded?: EncodedSamples;
+  /** The layout of the buckets' counts: a walk's C records are always 8 words (WALK_COUNT_WORDS); the binary's own where they were read from its memory. */
+  recordWords: MemRecordWords;
 }
 
 /** Milliseconds spent in each step of turning records into a profile on disk, in order. */
@@ -112,7 +115,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   const t = p.target;
   // Counters read with an unknown record layout would make a wrong profile.
   if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
-  const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle, t.memRecordWords);
+  const samples = heapSamples(p.buckets, p.memProfileRate, p.cycle, p.recordWords);
   p.phases?.mark("samples");
   const locations = p.locations ?? locationTableFor(t, p.symbolizer, p.bias);
   const start = Number(t.text.vaddr) + p.bias;
@@ -214,6 +217,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
         phases,
         memory: { rssBytes, figures: memory },
         encoded: ctx.encoded,
+        recordWords: WALK_COUNT_WORDS,
       });
       profile = written.path;
       onDiskMs = performance.now();
@@ -230,6 +234,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
             what: `${(b.ageMs / 1000).toFixed(1)} s before the ${what}`,
             gaps: [],
             name: baseProfileName(profile),
+            recordWords: t.memRecordWords,
           });
           base = { path: written.path, ageMs: b.ageMs };
           growth = siteGrowth(written.sites, sites, b.ageMs / 1000);

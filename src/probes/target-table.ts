@@ -1,3 +1,4 @@
+import { memRecordCycleBytes } from "../gobinary/bucket-layout.ts";
 import type { GoTarget } from "../gobinary/go-target.ts";
 import { comment, fill, joinFragments, PROBES, type Fill, type TrustedFragment } from "./template.ts";
 
@@ -48,6 +49,8 @@ export function targetRowValues(t: GoTarget | undefined, id: number): Record<str
     // The heap-profile cycle decides which future[] slot runtime/pprof would fold in.
     CYCLE_ADDR: t?.vars.cycle?.addr ?? 0,
     CYCLE_SHIFT: t?.vars.cycle?.shifted ? 1 : 0,
+    // Bytes of one memRecord cycle, from one to the next: the C line reads {allocs, frees} of each.
+    RECORD_CYCLE_BYTES: memRecordCycleBytes(t?.memRecordWords),
     // `run` stops each exec of such a binary, to turn profiling on before its runtime starts.
     PROFILING_OFF: t?.memProfilingDisabled ? 1 : 0,
     ALLGLEN: g?.allglen ?? 0,

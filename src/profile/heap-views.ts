@@ -76,7 +76,7 @@ function scaleInto(out: number[], at: number, count: number, size: number, rate:
  * layout (8: Go 1.27's counts-only records). It sums in place: it runs over every
  * bucket at death.
  */
-export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number, recordWords: 16 | 8 = 16): HeapSample[] {
+export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number, recordWords: 16 | 8): HeapSample[] {
   // runtime.MemProfile: if no bucket has active data, no GC has run yet and the
   // runtime folds every cycle in; mirror that so gc_live matches what it would say.
   const noGcYet = buckets.every((b) => b.counts[0] === 0 && b.counts[1] === 0);

@@ -1,3 +1,5 @@
+import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
+
 /**
  * The text records the generated script prints (see probes/README.md), parsed
  * strictly: a line that does not match its tag's shape is rejected, not guessed at.
@@ -57,7 +59,10 @@ export interface MemStatsRecord {
   stacksSys: number;
   inStacks: [number, number, number];
 }
-/** One bucket: header fields and the raw memRecord (active, then future[0..2]), each {allocs, frees, alloc_bytes, free_bytes}. */
+/**
+ * One bucket: header fields and its memRecord's counts (active, then future[0..2]), each
+ * {allocs, frees}: Go 1.27's layout whatever the binary's (see WALK_COUNT_WORDS).
+ */
 export interface CounterRecord {
   tag: "C";
   pid: number;
@@ -253,9 +258,9 @@ export function parseRecord(text: string): WalkRecord {
         inStacks: [dec(f[5]), dec(f[6]), dec(f[7])],
       };
     case "C": {
-      need(22);
-      const counts = new Array<number>(16);
-      for (let i = 0; i < 16; i++) counts[i] = dec(f[6 + i]);
+      need(6 + WALK_COUNT_WORDS);
+      const counts = new Array<number>(WALK_COUNT_WORDS);
+      for (let i = 0; i < WALK_COUNT_WORDS; i++) counts[i] = dec(f[6 + i]);
       return { tag: "C", pid: dec(f[1]), bucket: hex(f[2]), allnext: hex(f[3]), nstk: dec(f[4]), size: dec(f[5]), counts };
     }
     case "S": {

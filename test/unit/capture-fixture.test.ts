@@ -3,12 +3,15 @@ import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { Profile } from "pprof-format";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
+import { WALK_COUNT_WORDS } from "../../src/gobinary/bucket-layout.ts";
 import { heapSamples } from "../../src/profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../../src/profile/pprof.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
 
 // Recorded from a real `oomprof run --limit 64M` of test/go/leaker (Go 1.19, bpftrace 0.17).
+// Its C lines were recorded with the memRecord's 16 words and rewritten to today's 8
+// counts (the byte words were checked to be the counts times the bucket's size).
 const FIXTURE = new URL("../fixtures/leaker-go1.19-bpftrace0.17.ndjson", import.meta.url);
 
 function assemble(lines: string[]) {
@@ -47,7 +50,7 @@ describe("capture assembly from a recorded stream", () => {
     const counters = lines.filter((l) => parseBpftraceLine(l).type === "printf" && /"data": ?"C /.test(l));
     const data = counters.map((l) => (parseBpftraceLine(l) as { data: string }).data);
     expect(data.length).toBeGreaterThanOrEqual(2);
-    const past = `C ${/^C (\d+)/.exec(data[0]!)![1]} 0 0 0 0 ${Array(16).fill(0).join(" ")}\n`;
+    const past = `C ${/^C (\d+)/.exec(data[0]!)![1]} 0 0 0 0 ${Array(8).fill(0).join(" ")}\n`;
     // Pairs, the last one's second past the end; one alone first when that makes it so.
     const groups: string[][] = [];
     let i = 0;
@@ -89,7 +92,7 @@ describe("capture assembly from a recorded stream", () => {
 
   test("the profile encodes and decodes with the right sample types and period", () => {
     const c = assemble(lines);
-    const samples = heapSamples(c.buckets, c.header!.memProfileRate, c.header!.cycle);
+    const samples = heapSamples(c.buckets, c.header!.memProfileRate, c.header!.cycle, WALK_COUNT_WORDS);
     const p = buildPprof(samples, {
       binaryPath: "/tmp/leaker",
       buildId: "x",
@@ -122,7 +125,7 @@ describe("stack gaps", () => {
   test("a missing middle chunk of a deep stack is a gap, and a mirrored copy fills it", async () => {
     const { CaptureAssembler } = await import("../../src/capture/walk-capture.ts");
     const a = new CaptureAssembler();
-    const counts = Array.from({ length: 16 }, () => "1").join(" ");
+    const counts = Array.from({ length: 8 }, () => "1").join(" ");
     a.add(parseRecord("H 7 0 0 a0 512 1"));
     a.add(parseRecord(`C 7 a0 0 20 64 ${counts}`));
     a.add(parseRecord("S 7 a0 0 1 2 3 4 5 6 7 8"));

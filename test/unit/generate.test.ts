@@ -9,7 +9,7 @@ import { allOf, comment, fieldPath, fill, goSymbol, ident, joinFragments, notEqu
 import type { BpftraceHost } from "../../src/probes/bpftrace-host.ts";
 import { hostVictimContext, type VictimContextLayout } from "../../src/host/victim-context.ts";
 import { parseBpftraceVersion } from "../../src/probes/bpftrace-host.ts";
-import { BUCKET, WALK_RECORD_WORDS, WORD_BYTES } from "../../src/gobinary/bucket-layout.ts";
+import { BUCKET, WALK_COUNT_WORDS, WORD_BYTES } from "../../src/gobinary/bucket-layout.ts";
 import { discoverGoTarget, type GoTarget } from "../../src/gobinary/go-target.ts";
 import { buildGoProgram } from "../helpers/go.ts";
 
@@ -181,7 +181,7 @@ describe("generateScript", () => {
     expect(() => generateScript({ host: host("0.17.0", false), targets: [evil], uprobeLinks: links("/tmp/oomprof-bin-x/t0") })).toThrow("unsafe");
   });
 
-  test("bucket offsets come from bucket-layout.ts, and the C line prints WALK_RECORD_WORDS words of the memRecord", () => {
+  test("bucket offsets come from bucket-layout.ts, and the C line prints {allocs, frees} of each memRecord cycle", () => {
     // [bucket, its memRecord] variables of each bucket a counter printf prints.
     const walks: Array<[string, Array<[string, string]>, number]> = [
       // 0.17-0.20: two buckets to a printf.
@@ -214,14 +214,22 @@ describe("generateScript", () => {
         expect(s).toContain(`${m} = ${b} + ${BUCKET.headerBytes} + *(uint64 *)uptr(${b} + ${BUCKET.nstk}) * ${WORD_BYTES};`);
         expect(s).toContain(`*(uint64 *)uptr(${b} + ${BUCKET.nstk}), *(uint64 *)uptr(${b} + ${BUCKET.size}),`);
         expect(s).toContain(`*(uint64 *)uptr(${b} + ${BUCKET.allnext})`);
-        const words = [...s.matchAll(new RegExp(`uptr\\(${m.replace("$", "\\$")}( \\+ (\\d+))?\\)`, "g"))].map((x) => Number(x[2] ?? 0));
-        const record = Array.from({ length: WALK_RECORD_WORDS }, (_, i) => i * WORD_BYTES);
-        expect(words.length).toBeGreaterThan(0);
-        expect(words.length % WALK_RECORD_WORDS).toBe(0);
-        expect(words).toEqual(Array.from({ length: words.length / WALK_RECORD_WORDS }, () => record).flat());
+        // Each cycle's two counts, the cycles @walk_slot[pid] bytes apart (the binary's layout).
+        const reads = [...s.matchAll(new RegExp(`uptr\\(${m.replace("$", "\\$")}( \\+ [^)]*)?\\)`, "g"))].map((x) => x[1] ?? "");
+        const cycle = (k: number) => (k === 0 ? "" : k === 1 ? " + $sl" : ` + $sl * ${k}`);
+        const record = [0, 1, 2, 3].flatMap((k) => [cycle(k), `${cycle(k)} + ${WORD_BYTES}`]);
+        expect(record).toHaveLength(WALK_COUNT_WORDS);
+        expect(reads.length).toBeGreaterThan(0);
+        expect(reads.length % WALK_COUNT_WORDS).toBe(0);
+        expect(reads).toEqual(Array.from({ length: reads.length / WALK_COUNT_WORDS }, () => record).flat());
       }
       const counterPrintfs = [...s.matchAll(/printf\("(C [^"]*)"/g)].map((x) => x[1]!.split("\\n").filter(Boolean).length);
       expect(Math.max(...counterPrintfs)).toBe(perPrintf);
+      for (const line of [...s.matchAll(/printf\("(C [^"]*)"/g)].flatMap((x) => x[1]!.split("\\n").filter(Boolean)))
+        expect(line.split(" ")).toHaveLength(6 + WALK_COUNT_WORDS);
+      expect(s).toContain("@walk_slot[pid] = @tgt_slot[$ino];");
+      // The cycle's size per binary: 32 bytes up to Go 1.26, 16 from 1.27's counts-only records.
+      expect(all).toContain(`@tgt_slot[(uint64)${target.inode}] = (uint64)${target.memRecordWords === 8 ? 16 : 32};`);
     }
   });
 

@@ -32,7 +32,7 @@ describe("views", () => {
     [4, 0, 4096, 0],
   ]);
   test("inuse counts every cycle; gc_live folds in future[cycle % 3] only", () => {
-    const [s] = heapSamples([b], 1, 4); // cycle 4 -> slot 1
+    const [s] = heapSamples([b], 1, 4, 16); // cycle 4 -> slot 1
     const v = s!.values;
     expect(v[VIEW_INDEX.inuse_objects]).toBe(17 - 5);
     expect(v[VIEW_INDEX.inuse_space]).toBe(17408 - 5120);
@@ -49,12 +49,12 @@ describe("views", () => {
       [0, 0, 0, 0],
       [2, 0, 2048, 0],
     ]);
-    const [s] = heapSamples([fresh], 1, 0);
+    const [s] = heapSamples([fresh], 1, 0, 16);
     expect(s!.values[VIEW_INDEX.gc_live_space]).toBe(3072);
     expect(s!.values[VIEW_INDEX.since_gc_space]).toBe(0);
   });
   test("unknown cycle: gc_live is the active record", () => {
-    const [s] = heapSamples([b], 1, -1);
+    const [s] = heapSamples([b], 1, -1, 16);
     expect(s!.values[VIEW_INDEX.gc_live_space]).toBe(10240 - 4096);
   });
 });

@@ -17,7 +17,7 @@ import { parseRecord } from "../../src/stream/records.ts";
 const PID = 4242;
 const V = `V ${PID} ${PID} 713400 65152 1288 0 0 leaker`;
 const H = `H ${PID} 0 0 1000 524288 3`;
-const C = `C ${PID} 1000 0 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
+const C = `C ${PID} 1000 0 1 64 1 0 0 0 0 0 0 0`;
 const S = `S ${PID} 1000 0 401000 0 0 0 0 0 0 0`;
 
 function capture(...lines: string[]): ProcessCapture {
@@ -130,8 +130,8 @@ describe("readyToReport", () => {
 });
 
 describe("CaptureAssembler.status, what readiness looks at", () => {
-  const C1 = `C ${PID} 1000 2000 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
-  const C2 = `C ${PID} 2000 0 1 64 1 0 64 0 0 0 0 0 0 0 0 0 0 0 0 0`;
+  const C1 = `C ${PID} 1000 2000 1 64 1 0 0 0 0 0 0 0`;
+  const C2 = `C ${PID} 2000 0 1 64 1 0 0 0 0 0 0 0`;
   const S2 = `S ${PID} 2000 0 402000 0 0 0 0 0 0 0`;
 
   test("has no buckets while the counters are still arriving, and the whole capture once the chain's end is in", () => {

@@ -27,7 +27,7 @@ function bucket(k: number, live: number, size = 1024): MemProfileBucket {
 }
 
 function table(buckets: MemProfileBucket[]) {
-  return allocationSites(heapSamples(buckets, 1, 0), symbolizer);
+  return allocationSites(heapSamples(buckets, 1, 0, 16), symbolizer);
 }
 
 describe("growth between a base profile and death", () => {
@@ -45,8 +45,8 @@ describe("growth between a base profile and death", () => {
   test("two lines of one function are two sites", () => {
     const lines: Symbolizer = { frames: (pc) => [{ function: "main.both", file: "/m.go", line: Number(pc & 0xffn), inlined: false }] };
     const at = (pc: number, live: number): MemProfileBucket => ({ ...bucket(0, live), address: pc, stack: [pc] });
-    const base = allocationSites(heapSamples([at(0x2011, 5), at(0x2021, 5)], 1, 0), lines);
-    const death = allocationSites(heapSamples([at(0x2011, 5), at(0x2021, 9)], 1, 0), lines);
+    const base = allocationSites(heapSamples([at(0x2011, 5), at(0x2021, 5)], 1, 0, 16), lines);
+    const death = allocationSites(heapSamples([at(0x2011, 5), at(0x2021, 9)], 1, 0, 16), lines);
     expect(siteGrowth(base, death, 1).map((g) => [g.site.location, g.grewBytes])).toEqual([["/m.go:32", 4 * 1024]]);
   });
 });
