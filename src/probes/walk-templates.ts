@@ -61,8 +61,8 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
     name: "while",
     template: PROBES.walkWhile,
     values: { STACK_ITERATIONS: w.stackIterations },
-    // Two buckets a loop step (while-counters.bt).
-    counterPhase: { template: PROBES.walkWhileCounters, values: { COUNTER_PAIRS: Math.ceil(w.counterIterations / 2) }, extraProbes: w.extraCounterProbes },
+    // Three buckets a loop step (while-counters.bt).
+    counterPhase: { template: PROBES.walkWhileCounters, values: { COUNTER_TRIPLES: Math.ceil(w.counterIterations / 3) }, extraProbes: w.extraCounterProbes },
   };
 }
 

@@ -45,35 +45,36 @@ describe("capture assembly from a recorded stream", () => {
     expect(twice.buckets).toEqual(once.buckets);
   });
 
-  test("C lines two to a printf, the last past the list's end (bucket 0), assemble the same", () => {
+  test("C lines three to a printf, those past the list's end (bucket 0), assemble the same", () => {
     // As the while walk prints them; the session splits a printf's data into records.
     const counters = lines.filter((l) => parseBpftraceLine(l).type === "printf" && /"data": ?"C /.test(l));
     const data = counters.map((l) => (parseBpftraceLine(l) as { data: string }).data);
     expect(data.length).toBeGreaterThanOrEqual(2);
     const past = `C ${/^C (\d+)/.exec(data[0]!)![1]} 0 0 0 0 ${Array(8).fill(0).join(" ")}\n`;
-    // Pairs, the last one's second past the end; one alone first when that makes it so.
-    const groups: string[][] = [];
-    let i = 0;
-    if (data.length % 2 === 0) groups.push([data[i++]!]);
-    for (; i < data.length; i += 2) groups.push([data[i]!, data[i + 1] ?? past]);
-    expect(groups.at(-1)![1]).toBe(past);
-    const paired = groups.map((g) => JSON.stringify({ type: "printf", data: g.join("") }));
-    const rest = lines.filter((l) => !counters.includes(l));
-    const a = new CaptureAssembler();
-    let pid = 0;
-    for (const line of [...paired, ...rest]) {
-      const m = parseBpftraceLine(line);
-      if (m.type !== "printf") continue;
-      for (const text of m.data.split("\n").filter(Boolean)) {
-        const r = parseRecord(text);
-        if (r.tag === "V") pid = r.pid;
-        a.add(r);
+    // The list's end after the last printf's third, second or first line.
+    for (const first of [1, 2, 3]) {
+      const groups: string[][] = [data.slice(0, first)];
+      for (let i = first; i < data.length; i += 3) groups.push(data.slice(i, i + 3));
+      const last = groups.at(-1)!;
+      while (last.length < 3) last.push(past);
+      const paired = groups.map((g) => JSON.stringify({ type: "printf", data: g.join("") }));
+      const rest = lines.filter((l) => !counters.includes(l));
+      const a = new CaptureAssembler();
+      let pid = 0;
+      for (const line of [...paired, ...rest]) {
+        const m = parseBpftraceLine(line);
+        if (m.type !== "printf") continue;
+        for (const text of m.data.split("\n").filter(Boolean)) {
+          const r = parseRecord(text);
+          if (r.tag === "V") pid = r.pid;
+          a.add(r);
+        }
       }
+      const c = a.capture(pid);
+      expect(c.complete).toBe(true);
+      expect(c.buckets).toEqual(assemble(lines).buckets);
+      expect(c.buckets.some((b) => b.address === 0)).toBe(false);
     }
-    const c = a.capture(pid);
-    expect(c.complete).toBe(true);
-    expect(c.buckets).toEqual(assemble(lines).buckets);
-    expect(c.buckets.some((b) => b.address === 0)).toBe(false);
   });
 
   test("a lost stack line makes the capture partial, and says so", () => {

@@ -184,14 +184,15 @@ describe("generateScript", () => {
   test("bucket offsets come from bucket-layout.ts, and the C line prints {allocs, frees} of each memRecord cycle", () => {
     // [bucket, its memRecord] variables of each bucket a counter printf prints.
     const walks: Array<[string, Array<[string, string]>, number]> = [
-      // 0.17-0.20: two buckets to a printf.
+      // 0.17-0.20: three buckets to a printf.
       [
         "0.17.0",
         [
           ["$b", "$m"],
           ["$b2", "$m2"],
+          ["$b3", "$m3"],
         ],
-        2,
+        3,
       ],
       ["0.21.0", [["$cb", "$cm"]], 1],
       // 0.23+: four buckets to a printf, and the list's last few one at a time.
@@ -329,8 +330,8 @@ describe("generateScript", () => {
     expect(more(generateScript({ host: host("0.17.0", false), targets: [target] }).text)).toBe(0);
     const three = generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 3 } }).text;
     expect(more(three)).toBe(3);
-    // The walk itself and each extra probe carry the same counter loop (two buckets a step).
-    expect(three.split(`while ($i < ${WHILE_DEFAULTS.counterIterations / 2} && $b != 0)`).length - 1).toBe(4);
+    // The walk itself and each extra probe carry the same counter loop (three buckets a step).
+    expect(three.split(`while ($i < ${Math.ceil(WHILE_DEFAULTS.counterIterations / 3)} && $b != 0)`).length - 1).toBe(4);
     expect(more(generateScript({ host: host("0.23.0", false), targets: [target], limits: { extraCounterProbes: 3 } }).text)).toBe(0);
     expect(() => generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 9 } })).toThrow("extraCounterProbes");
   });
