@@ -21,7 +21,7 @@ interface Tracked {
   wholeFrom: number;
   /** Passes in a row that found no new bucket: an idle process is read less often. */
   quietPasses: number;
-  /** When it is read next (performance.now()). */
+  /** When it is read next (performance.now()); Infinity once its walk has begun (freeze). */
   dueMs: number;
 }
 
@@ -136,6 +136,16 @@ export class LiveMirror {
     this.closed = true;
   }
 
+  /**
+   * pid's walk has begun: it is dying, and nothing read from it now would be used. Its
+   * mirrored buckets stay; it is not read again. A read of a dying process's memory
+   * also waits for the kernel's hold on its address space, which its teardown keeps.
+   */
+  freeze(pid: number): void {
+    const t = this.tracked.get(pid);
+    if (t) t.dueMs = Infinity;
+  }
+
   /** Drops what is known about pid (its capture is reported, or it exited normally). */
   forget(pid: number): void {
     const t = this.tracked.get(pid);
@@ -246,6 +256,8 @@ export class LiveMirror {
     let perFiring = 0;
     for (const [pid, t] of this.tracked) {
       total += t.buckets.size;
+      // A dying process's threads are not counted: its walk has begun.
+      if (t.dueMs === Infinity) continue;
       // Threads are read only for lists big enough to need more than one firing's worth.
       if (t.buckets.size > PER_FIRING_CHECK) perFiring = Math.max(perFiring, t.buckets.size / Math.max(1, threadCount(pid) ?? 1));
     }

@@ -88,8 +88,8 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const startSettling = () => {
     if (settleVictims && pending.size) settle ??= setInterval(settleVictims, SETTLE_INTERVAL_MS);
   };
-  /** Set once the reporter exists: it encodes samples as their counters arrive. */
-  let reporterOnRecord: ((r: WalkRecord) => void) | undefined;
+  /** Set once the mirror and the reporter exist: what they do with a walk's records. */
+  let onWalkRecord: ((r: WalkRecord) => void) | undefined;
   /** Once this batch of records is handled, not at the next tick. */
   const settleSoon = onceRecordsHandled(() => settleVictims?.());
   const sessions: ProbeSessions = new ProbeSessions(
@@ -98,7 +98,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
     {
       onRecord(r, pid) {
         lastRecordAt = performance.now();
-        reporterOnRecord?.(r);
+        onWalkRecord?.(r);
         if (r.tag === "A") addGoPid(r.pid);
         if (pid === undefined) return;
         if ((r.tag === "V" || r.tag === "H") && !pending.has(pid)) {
@@ -240,7 +240,12 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
       return { exe, target, why };
     },
   });
-  reporterOnRecord = (r) => reporter.onRecord(r);
+  onWalkRecord = (r) => {
+    // Its walk has begun: the mirror stops reading the dying process.
+    if (r.tag === "H") mirror.freeze(r.pid);
+    // The reporter encodes samples as their counters arrive.
+    reporter.onRecord(r);
+  };
 
   const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;
   // A read still under way is waited for past IDENTIFY_WAIT_MS (up to DRAIN_MAX_MS): under
