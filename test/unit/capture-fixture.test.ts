@@ -140,3 +140,39 @@ describe("stack gaps", () => {
     expect(m.buckets[0]!.stack).toEqual(full);
   });
 });
+
+describe("the bucket chain", () => {
+  const counts = Array.from({ length: 8 }, () => "1").join(" ");
+  test("a list that loops is cut where it comes back, and says so", () => {
+    const a = new CaptureAssembler();
+    a.add(parseRecord("H 7 0 0 a0 512 1"));
+    for (const [at, next] of [
+      ["a0", "b0"],
+      ["b0", "c0"],
+      ["c0", "b0"],
+    ])
+      a.add(parseRecord(`C 7 ${at} ${next} 0 64 ${counts}`));
+    const c = a.capture(7);
+    expect(c.buckets.map((b) => b.address)).toEqual([0xa0, 0xb0, 0xc0]);
+    expect(c.complete).toBe(false);
+    expect(c.gaps).toEqual(["the bucket list loops"]);
+  });
+
+  test("a whole list takes the mirror's stacks where no stack line came", () => {
+    const a = new CaptureAssembler();
+    a.add(parseRecord("H 7 0 0 a0 512 1"));
+    a.add(parseRecord(`C 7 a0 b0 2 64 ${counts}`));
+    a.add(parseRecord(`C 7 b0 0 2 64 ${counts}`));
+    a.add(parseRecord("S 7 b0 0 21 22 0 0 0 0 0 0"));
+    const mirrored = new Map([
+      [0xa0, { address: 0xa0, size: 64, stack: [0x11, 0x12], counts: [] }],
+      [0xb0, { address: 0xb0, size: 64, stack: [0x21, 0x22], counts: [] }],
+    ]);
+    const c = a.capture(7, mirrored);
+    expect(c.complete).toBe(true);
+    // The mirror's own arrays, where the prepared locations are found.
+    expect(c.buckets[0]!.stack).toBe(mirrored.get(0xa0)!.stack);
+    expect(c.buckets[1]!.stack).toBe(mirrored.get(0xb0)!.stack);
+    expect(a.capture(7).buckets.map((b) => b.stack)).toEqual([[], [0x21, 0x22]]);
+  });
+});
