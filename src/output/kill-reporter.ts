@@ -106,7 +106,7 @@ export class KillReporter {
       exe: exec?.path ?? fallback?.exe,
       stillRunning: capture.exited ? undefined : stillRunning(pid),
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
-      base: this.o.baseAgeMs ? this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
+      base: this.o.baseAgeMs ? () => this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
       locations,
       encoded,
     });

@@ -38,8 +38,12 @@ export interface KillContext {
   exe?: string;
   /** The victim still runs as this is reported: picked by the OOM killer, not (yet) killed. */
   stillRunning?: Liveness;
-  /** Its counters of about --base-age before death, for a base profile beside the kill's. */
-  base?: BaseCounters;
+  /**
+   * Its counters of about --base-age before death, for a base profile beside the kill's:
+   * asked for once the kill's profile is on disk (at 100,000 buckets building them took
+   * tens of milliseconds).
+   */
+  base?: () => BaseCounters | undefined;
   /** Its stacks' locations, prepared while it lived (locationTableFor's for its target and bias). */
   locations?: LocationTable;
   /** Its samples, encoded from `locations` while the walk's records streamed in. */
@@ -222,8 +226,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       profile = written.path;
       onDiskMs = performance.now();
       sites = written.sites;
-      if (ctx.base) {
-        const b = ctx.base;
+      const b = ctx.base?.();
+      if (b) {
         try {
           const written = writeHeapProfile({
             ...same,
