@@ -103,7 +103,6 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
           lastRecordAt = performance.now();
           // Its walk has begun: the mirror stops reading the dying process.
           if (r.tag === "H") mirror.freeze(r.pid);
-          reporter?.onRecord(r);
           if (r.tag === "X" || r.tag === "E") wake?.();
           // A record that may complete a kill's capture: report it the moment it is whole.
           // Not on a timer: assembling a capture of 40,000 buckets takes ~12 ms, and

@@ -88,7 +88,7 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   const startSettling = () => {
     if (settleVictims && pending.size) settle ??= setInterval(settleVictims, SETTLE_INTERVAL_MS);
   };
-  /** Set once the mirror and the reporter exist: what they do with a walk's records. */
+  /** Set once the mirror exists: it stops reading a process whose walk has begun. */
   let onWalkRecord: ((r: WalkRecord) => void) | undefined;
   /** Once this batch of records is handled, not at the next tick. */
   const settleSoon = onceRecordsHandled(() => settleVictims?.());
@@ -243,8 +243,6 @@ export async function watchCommand(flags: WatchFlags): Promise<number> {
   onWalkRecord = (r) => {
     // Its walk has begun: the mirror stops reading the dying process.
     if (r.tag === "H") mirror.freeze(r.pid);
-    // The reporter encodes samples as their counters arrive.
-    reporter.onRecord(r);
   };
 
   const described = (c: ProcessCapture | undefined) => c?.identity !== undefined && sessions.describe(c.identity.inode) !== undefined;

@@ -10,10 +10,6 @@ import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
 import { containerLabels, defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
 import { locationTableFor, reportKill, type PhaseTimes } from "./report-kill.ts";
 import type { LocationTable } from "../profile/location-table.ts";
-import { EncodedSamples } from "../profile/encoded-samples.ts";
-import { sampleValues, type SampleView } from "../profile/heap-views.ts";
-import type { WalkRecord } from "../stream/records.ts";
-import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { monotonicMs, nsToMs } from "../process/libc.ts";
 import { renderKillSummary, terminalStyle } from "./summary.ts";
@@ -57,8 +53,6 @@ interface Prepared {
   queue: Array<readonly number[]>;
   /** How far into queue the stacks are symbolized. */
   done: number;
-  /** Once its walk's header has come: its samples, encoded as their counters arrive. */
-  streaming?: { view: SampleView; encoded: EncodedSamples };
 }
 
 /**
@@ -94,7 +88,6 @@ export class KillReporter {
     const prepared = this.prepared.get(pid);
     this.forget(pid);
     const locations = ctxLocations(prepared, target, capture.header?.bias);
-    const encoded = locations && prepared?.streaming?.encoded;
     const { event, sites, growth, baseError, phases } = reportKill(capture, {
       target,
       // Only a walk gives something to symbolize.
@@ -108,14 +101,9 @@ export class KillReporter {
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
       base: this.o.baseAgeMs ? () => this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
       locations,
-      encoded,
     });
     if (baseError) this.o.warn(`no base profile for pid ${pid}: ${baseError}`);
-    this.o.verbose?.(
-      captureTimeline(capture, phases) +
-        (locations ? `; ${prepared!.done} stacks symbolized before death` : "") +
-        (encoded ? `, ${encoded.size} samples encoded as their counters came` : ""),
-    );
+    this.o.verbose?.(captureTimeline(capture, phases) + (locations ? `; ${prepared!.done} stacks symbolized before death` : ""));
     this.o.events.emit(event);
     this.o.summary?.(renderKillSummary(event, sites, this.style, this.o.baseAgeMs ? { growth } : undefined));
     if (this.o.upload && event.profile) this.uploads.push(this.send(this.o.upload, event));
@@ -139,33 +127,6 @@ export class KillReporter {
       this.prepared.set(pid, p);
     } else for (const b of found.buckets) p.queue.push(b.stack);
     this.preparing ??= setImmediate(() => this.prepareSome());
-  }
-
-  /**
-   * Encodes each bucket's sample as its counter record arrives, for a process whose
-   * locations are being prepared: while the walk streams, this thread mostly waits on
-   * bpftrace, and at death the samples then only need appending (profile/encoded-samples.ts).
-   */
-  onRecord(r: WalkRecord): void {
-    if (r.tag !== "H" && r.tag !== "C") return;
-    const p = this.prepared.get(r.pid);
-    if (!p?.table) return;
-    if (r.tag === "H") {
-      if (p.streaming || !p.target.memRecordWords || r.bias !== p.bias || this.o.captures.targetById(r.targetId) !== p.target) return;
-      // As if a GC has run, as it nearly always has by the time there are stacks to prepare;
-      // if not, the values at death differ and those samples are encoded again.
-      p.streaming = {
-        view: { memProfileRate: r.memProfileRate, cycle: r.cycle, recordWords: WALK_COUNT_WORDS, noGcYet: false },
-        encoded: new EncodedSamples(p.table),
-      };
-      return;
-    }
-    if (!p.streaming) return;
-    // The mirror's stack, as the capture will use it when the probes send none (walk-capture.ts).
-    const mirrored = this.o.mirror?.buckets(r.pid).get(r.bucket);
-    if (!mirrored || mirrored.stack.length !== r.nstk) return;
-    const values = sampleValues(r, p.streaming.view);
-    if (values) p.streaming.encoded.add(mirrored.stack, values);
   }
 
   /** Drops what was prepared for pid (it was reported, or the mirror forgot it). */

@@ -10,8 +10,7 @@ import { memoryBreakdown, type MemoryBreakdown } from "../gobinary/memstats-layo
 import { memoryComment } from "../profile/memory-comment.ts";
 import { formatMemoryBreakdown } from "./format.ts";
 import { heapSamples } from "../profile/heap-views.ts";
-import { buildPprofParts, encodeProfileGz } from "../profile/pprof.ts";
-import type { EncodedSamples } from "../profile/encoded-samples.ts";
+import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { LocationTable } from "../profile/location-table.ts";
 import { allocationSites, siteGrowth, type SiteGrowth, type SiteTable } from "../profile/sites.ts";
 import type { BaseCounters } from "../capture/counter-readings.ts";
@@ -46,8 +45,6 @@ export interface KillContext {
   base?: () => BaseCounters | undefined;
   /** Its stacks' locations, prepared while it lived (locationTableFor's for its target and bias). */
   locations?: LocationTable;
-  /** Its samples, encoded from `locations` while the walk's records streamed in. */
-  encoded?: EncodedSamples;
 }
 
 export interface KillReport {
@@ -83,8 +80,6 @@ export interface HeapProfileInput {
   memory?: { rssBytes: number | null; figures: MemoryBreakdown };
   /** The process's locations, prepared while it lived (must be locationTableFor's, for this bias). */
   locations?: LocationTable;
-  /** Samples already encoded from `locations` (used where stack and values match). */
-  encoded?: EncodedSamples;
   /** The layout of the buckets' counts: a walk's C records are always 8 words (WALK_COUNT_WORDS); the binary's own where they were read from its memory. */
   recordWords: MemRecordWords;
 }
@@ -124,7 +119,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   const locations = p.locations ?? locationTableFor(t, p.symbolizer, p.bias);
   const start = Number(t.text.vaddr) + p.bias;
   const pageStart = start - (start % 4096);
-  const { profile: pprof, encodedSamples } = buildPprofParts(
+  const pprof = buildPprof(
     samples,
     {
       binaryPath: t.path,
@@ -140,11 +135,11 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
         ...memoryComments(p.memory),
       ],
     },
+    locations.symbolizer,
     locations,
-    p.encoded,
   );
   p.phases?.mark("symbolize+pprof");
-  const gz = encodeProfileGz(pprof, encodedSamples);
+  const gz = encodeProfileGz(pprof);
   p.phases?.mark("encode+gzip");
   const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
   p.phases?.mark("write");
@@ -220,7 +215,6 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
         gaps,
         phases,
         memory: { rssBytes, figures: memory },
-        encoded: ctx.encoded,
         recordWords: WALK_COUNT_WORDS,
       });
       profile = written.path;

@@ -1,7 +1,6 @@
 import { gzipSync } from "node:zlib";
 import { Mapping, Profile, Sample, StringTable, ValueType } from "pprof-format";
 import type { Symbolizer } from "../symbolize/types.ts";
-import { concatBytes, type EncodedSamples } from "./encoded-samples.ts";
 import { LocationTable } from "./location-table.ts";
 import { DEFAULT_SAMPLE_TYPE, SAMPLE_TYPES, type HeapSample } from "./heap-views.ts";
 
@@ -56,34 +55,11 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
   });
 }
 
-/** A profile to encode, and samples already encoded (EncodedSamples) to append to its bytes. */
-export interface PprofParts {
-  profile: Profile;
-  encodedSamples: Uint8Array[];
-}
-
-/**
- * buildPprof, taking each sample's bytes from `encoded` where it holds them for that
- * stack and those values (encoded from the same table while the records streamed in).
- */
-export function buildPprofParts(samples: HeapSample[], meta: ProfileMeta, table: LocationTable, encoded?: EncodedSamples): PprofParts {
-  if (!encoded || encoded.table !== table) return { profile: buildPprof(samples, meta, table.symbolizer, table), encodedSamples: [] };
-  const fresh: HeapSample[] = [];
-  const encodedSamples: Uint8Array[] = [];
-  for (const h of samples) {
-    const bytes = encoded.take(h.stack, h.values);
-    if (bytes) encodedSamples.push(bytes);
-    else fresh.push(h);
-  }
-  return { profile: buildPprof(fresh, meta, table.symbolizer, table), encodedSamples };
-}
-
 /**
  * gzip at level 1, as runtime/pprof writes its own profiles (proto.go's profileBuilder
  * uses gzip.BestSpeed, Go 1.19-1.27): at 40,000 buckets level 6 cost about 40 ms more
  * at death for a file about a quarter smaller.
  */
-export function encodeProfileGz(p: Profile, encodedSamples: Uint8Array[] = []): Uint8Array {
-  const raw = p.encode();
-  return gzipSync(encodedSamples.length ? concatBytes([raw, ...encodedSamples]) : raw, { level: 1 });
+export function encodeProfileGz(p: Profile): Uint8Array {
+  return gzipSync(p.encode(), { level: 1 });
 }
