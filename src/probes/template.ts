@@ -15,7 +15,7 @@ import attachExit from "../../probes/walk/attach/exit.bt" with { type: "text" };
 import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "text" };
 import walkForMap from "../../probes/walk/for-map.bt" with { type: "text" };
 import walkForMapCounters from "../../probes/walk/for-map-counters.bt" with { type: "text" };
-import walkForMapCounters4 from "../../probes/walk/for-map-counters-4.bt" with { type: "text" };
+import walkForMapCounters8 from "../../probes/walk/for-map-counters-8.bt" with { type: "text" };
 import goroutines from "../../probes/walk/goroutines.bt" with { type: "text" };
 import goroutinesCleanup from "../../probes/walk/goroutines-cleanup.bt" with { type: "text" };
 import walkStart from "../../probes/walk/start.bt" with { type: "text" };
@@ -74,7 +74,7 @@ export const PROBES = {
   attachSigkill: probe("walk/attach/sigkill.bt", attachSigkill),
   walkForMap: probe("walk/for-map.bt", walkForMap),
   walkForMapCounters: probe("walk/for-map-counters.bt", walkForMapCounters),
-  walkForMapCounters4: probe("walk/for-map-counters-4.bt", walkForMapCounters4),
+  walkForMapCounters8: probe("walk/for-map-counters-8.bt", walkForMapCounters8),
   walkWhile: probe("walk/while.bt", walkWhile),
   walkWhileCounters: probe("walk/while-counters.bt", walkWhileCounters),
   walkMoreCounters: probe("walk/while-more-counters.bt", walkMoreCounters),

@@ -48,8 +48,8 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   // walk has one attach point (walkAttachPoints), which serves every binary.
   if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
-    // Four buckets to a printf from 0.23, the oldest for-map bpftrace tried with it.
-    const counterStep = versionAtLeast(version, 0, 23) ? PROBES.walkForMapCounters4 : PROBES.walkForMapCounters;
+    // Eight buckets to a printf from 0.23, the oldest for-map bpftrace tried with it.
+    const counterStep = versionAtLeast(version, 0, 23) ? PROBES.walkForMapCounters8 : PROBES.walkForMapCounters;
     return { name: "for-map", template: PROBES.walkForMap, values: { ITER_KEYS: l.loopKeys }, counterStep };
   }
   // 0.21+ compiles `while` into code the verifier explores far more of: on 0.23 the

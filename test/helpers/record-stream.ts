@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 /**
  * The buckets whose counters (C) and stacks (S) a recorded stream (OOMPROF_RECORD_STREAM)
  * carried for pid. One printf may carry several records: the walk prints three buckets'
- * counters at once on bpftrace 0.17-0.20, four from 0.23.
+ * counters at once on bpftrace 0.17-0.20, eight from 0.23.
  */
 export function bucketsSent(file: string, pid: number): { counters: Set<string>; stacks: Set<string> } {
   const sent = { counters: new Set<string>(), stacks: new Set<string>() };

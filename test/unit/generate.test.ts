@@ -195,17 +195,8 @@ describe("generateScript", () => {
         3,
       ],
       ["0.21.0", [["$cb", "$cm"]], 1],
-      // 0.23+: four buckets to a printf, and the list's last few one at a time.
-      [
-        "0.23.2",
-        [
-          ["$cb", "$m1"],
-          ["$c2", "$m2"],
-          ["$c3", "$m3"],
-          ["$c4", "$m4"],
-        ],
-        4,
-      ],
+      // 0.23+: eight buckets to a printf, and the list's last few one at a time.
+      ["0.23.2", [["$cb", "$m1"], ...[2, 3, 4, 5, 6, 7, 8].map((i): [string, string] => [`$c${i}`, `$m${i}`])], 8],
     ];
     for (const [version, buckets, perPrintf] of walks) {
       const all = generateScript({ host: host(version, false), targets: [target] }).text;
