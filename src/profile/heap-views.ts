@@ -1,3 +1,4 @@
+import type { MemRecordWords } from "../gobinary/bucket-layout.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
 /**
@@ -37,7 +38,7 @@ export interface HeapSample {
  * holds one object size), so its bytes are the counts times the size. Read a word at a
  * time: this runs for every bucket at death, and tuples cost 100,000 allocations there.
  */
-function slotWord(b: Pick<MemProfileBucket, "counts" | "size">, recordWords: 16 | 8, slot: number, word: 0 | 1 | 2 | 3): number {
+function slotWord(b: MemProfileBucket, recordWords: MemRecordWords, slot: number, word: 0 | 1 | 2 | 3): number {
   if (recordWords === 16) return b.counts[slot * 4 + word]!;
   const count = b.counts[slot * 2 + (word & 1)]!;
   return word < 2 ? count : count * b.size;
@@ -76,7 +77,7 @@ function scaleInto(out: number[], at: number, count: number, size: number, rate:
  * layout (8: Go 1.27's counts-only records). It sums in place: it runs over every
  * bucket at death.
  */
-export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number, recordWords: 16 | 8): HeapSample[] {
+export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number, cycle: number, recordWords: MemRecordWords): HeapSample[] {
   // runtime.MemProfile: if no bucket has active data, no GC has run yet and the
   // runtime folds every cycle in; mirror that so gc_live matches what it would say.
   const noGcYet = buckets.every((b) => b.counts[0] === 0 && b.counts[1] === 0);
@@ -90,16 +91,16 @@ export function heapSamples(buckets: MemProfileBucket[], memProfileRate: number,
 }
 
 /** How a bucket's counters become a sample's values: the process's rate and cycle, its record layout, and whether a GC has run. */
-export interface SampleView {
+interface SampleView {
   memProfileRate: number;
   cycle: number;
-  recordWords: 16 | 8;
+  recordWords: MemRecordWords;
   /** No bucket has active data (see heapSamples): every cycle counts as live. */
   noGcYet: boolean;
 }
 
 /** One bucket's values in SAMPLE_TYPES order, or undefined when they are all zero (runtime/pprof leaves such a bucket out). */
-export function sampleValues(b: Pick<MemProfileBucket, "counts" | "size">, view: SampleView): number[] | undefined {
+function sampleValues(b: MemProfileBucket, view: SampleView): number[] | undefined {
   const { memProfileRate, cycle, recordWords, noGcYet } = view;
   // gc_live: active + future[cycle % 3], the slot MemProfile flushes before reading.
   const liveSlot = cycle >= 0 ? 1 + (cycle % 3) : 0;
