@@ -121,7 +121,7 @@ interface Sample {
 
 /** The phases of the timeline, in order: points since the kill, then the steps of building the profile. */
 const TIMELINE = ["first record", "last record", "reported", "on disk"];
-const STEPS = ["samples", "symbolize+pprof", "encode+gzip", "write", "sites", "base"];
+const STEPS = ["samples", "symbolize+pprof", "encode", "gzip", "write", "sites", "base"];
 
 /** Parses `capture of pid N: kill → first record 3 ms, → last record 40 ms, ... (samples 2.0, ...)`. */
 function parseTimeline(stderr: string, pid?: number): Record<string, number> | undefined {

@@ -139,8 +139,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
     locations,
   );
   p.phases?.mark("symbolize+pprof");
-  const gz = encodeProfileGz(pprof);
-  p.phases?.mark("encode+gzip");
+  const gz = encodeProfileGz(pprof, p.phases && ((step) => p.phases!.mark(step)));
   const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
   p.phases?.mark("write");
   const sites = allocationSites(samples, locations.symbolizer);
