@@ -25,6 +25,8 @@ export interface Config {
   recordStream: string | undefined;
   /** OOMPROF_MARK_VICTIM: `pid-only` generates the probe for kernels whose oom:mark_victim has only pid (tests it on newer ones). */
   markVictim: "pid-only" | undefined;
+  /** OOMPROF_COUNTER_MAP_ENTRIES: the walk's counter map (bpftrace 0.27+) this size, not the buckets expected (tests its overflow). */
+  counterMapEntries: number | undefined;
   /** NO_COLOR: no colours on a terminal. */
   noColor: boolean;
   /** One line per variable that was set to something unusable and so ignored. */
@@ -45,6 +47,7 @@ const Env = z.object({
   OOMPROF_PRUNE_CHECK_MS: TimerMillis.optional(),
   OOMPROF_RECORD_STREAM: z.string().optional(),
   OOMPROF_MARK_VICTIM: z.literal("pid-only", { error: "the only value is pid-only" }).optional(),
+  OOMPROF_COUNTER_MAP_ENTRIES: z.coerce.number({ error: "not a number" }).int("must be a whole number").positive("must be more than 0").optional(),
   NO_COLOR: z.string().optional(),
 });
 
@@ -83,6 +86,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pruneCheckMs: v.OOMPROF_PRUNE_CHECK_MS ?? DEFAULT_PRUNE_CHECK_MS,
     recordStream: v.OOMPROF_RECORD_STREAM,
     markVictim: v.OOMPROF_MARK_VICTIM,
+    counterMapEntries: v.OOMPROF_COUNTER_MAP_ENTRIES,
     noColor: v.NO_COLOR !== undefined,
     warnings,
   };

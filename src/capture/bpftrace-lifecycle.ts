@@ -40,6 +40,8 @@ export interface LifecycleOptions {
   events: LifecycleEvents;
   /** Buckets the first output buffer is sized for. */
   initialBuckets: number;
+  /** The counter map's size (0.27+) whatever the buckets expected (config's test knob). */
+  counterMapEntries?: number;
   /** Gives back the pages of bpftrace's compiler once it is attached (see process/pageout.ts). */
   pageOut?(pid: number): { bytes: number } | { error: string };
   /**
@@ -49,6 +51,12 @@ export interface LifecycleOptions {
   onAttached?(session: RunningSession, nonce: number): void;
   /** A bpftrace has exited. */
   onExited?(session: RunningSession): void;
+  /**
+   * The walk's counters that session's map holds (a script with a counter map), taken out
+   * of it as C records. Asked at a walk's B line, and at the exit of a process whose walk
+   * broke off before one. Throws when the map cannot be read.
+   */
+  takeCounters?(session: RunningSession): WalkRecord[];
   /** How long a replaced bpftrace may keep running so a walk in progress in it can finish. */
   retireGraceMs?: number;
   /** How long a replaced bpftrace's output is read before it is judged idle. */
@@ -207,8 +215,11 @@ export class BpftraceLifecycle {
   private async launchOnce(): Promise<number> {
     const pages = bufferPages(this.o.host.version, this.expectedBuckets);
     const nonce = ++this.nonce;
-    const script = this.o.script(this.limits, nonce);
+    // The counter map (0.27+) is sized with the output buffer, for the buckets expected.
+    const script = this.o.script({ counterMapEntries: this.o.counterMapEntries ?? this.expectedBuckets, ...this.limits }, nonce);
     const session = this.o.start({ script, canaryNonce: nonce, bufferPages: pages }, (r) => {
+      // The counters first, so the B line (or the exit) comes after them as it would after C lines.
+      if (script.counterMap && (r.tag === "B" || (r.tag === "X" && this.walking.get(session)?.has(r.pid)))) this.takeCounters(session);
       this.noteWalk(session, r);
       this.o.onRecord(r);
     });
@@ -229,6 +240,17 @@ export class BpftraceLifecycle {
     if (old) this.retire(old, session);
     else this.dropCompilerPages(session);
     return probes;
+  }
+
+  private takeCounters(session: RunningSession): void {
+    let records: WalkRecord[];
+    try {
+      records = this.o.takeCounters?.(session) ?? [];
+    } catch (e) {
+      this.o.events.onWarning(`cannot read the walk's counters from bpftrace's map (${(e as Error).message}): the capture will be partial`);
+      return;
+    }
+    for (const c of records) this.o.onRecord(c);
   }
 
   private noteWalk(session: RunningSession, r: WalkRecord): void {

@@ -9,6 +9,7 @@ import { sessionScript, type ScriptMode } from "../probes/session-script.ts";
 import type { WalkLimits } from "../probes/walk-templates.ts";
 import { monotonicMs } from "../process/libc.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
+import { CounterMapReader } from "./counter-map.ts";
 import { BpftraceSession } from "../stream/bpftrace-session.ts";
 import type { WalkRecord } from "../stream/records.ts";
 import { BinaryRegistry, type ExecInfo } from "./binary-registry.ts";
@@ -58,6 +59,7 @@ export class ProbeSessions implements CaptureSource {
   private linkDir: string | undefined;
   private rows = new TargetRowWriter();
   private stacksSeen = new StacksSeenWriter();
+  private counterMaps = new CounterMapReader();
   /** Marks could not be written once: the walks print every stack (said once, verbosely). */
   private stacksSeenFailed = false;
   /** Targets in the registry when each running bpftrace's script was generated, by nonce. */
@@ -87,6 +89,7 @@ export class ProbeSessions implements CaptureSource {
       onRecord: (r) => this.handle(r),
       events,
       initialBuckets: initialBuckets(host, mode),
+      counterMapEntries: config().counterMapEntries,
       pageOut: config().pageOut ? pageOutCompiler : undefined,
       onAttached: (session, nonce) => {
         this.fillRows(session, nonce);
@@ -95,7 +98,9 @@ export class ProbeSessions implements CaptureSource {
       onExited: (session) => {
         this.rows.forget(session.pid);
         this.stacksSeen.forget(session.pid);
+        this.counterMaps.forget(session.pid);
       },
+      takeCounters: (session) => this.counterMaps.take(session.pid),
     });
   }
 

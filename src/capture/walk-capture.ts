@@ -128,6 +128,10 @@ export class CaptureAssembler {
         for (let i = 0; i < 8; i++) frames[r.index + i] = r.pcs[i]!;
         return s.pid;
       }
+      case "B":
+        // Its counters came just before it, taken from the map (capture/counter-map.ts).
+        this.state(r.pid);
+        return r.pid;
       case "E":
         this.state(r.pid).walkEnded = true;
         return r.pid;

@@ -42,6 +42,8 @@ export interface GeneratedScript {
   unsafe: boolean;
   /** Which walk template was used. */
   walk: string;
+  /** The walk puts counters in a map (counter-map.bt) that oomprof takes at each B line. */
+  counterMap: boolean;
 }
 
 export function generateScript(opts: ScriptOptions): GeneratedScript {
@@ -59,13 +61,19 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   if (opts.notifyExecs === "hold") parts.push(fill(PROBES.execHold));
   else if (opts.notifyExecs) parts.push(fill(PROBES.execNotify));
   // Exec predicates read the table too.
-  if (targets.length || opts.growingTable || opts.followExecs || opts.notifyExecs === "hold") parts.push(...walkParts(opts, targets, walk));
+  const walked = targets.length > 0 || opts.growingTable || opts.followExecs !== undefined || opts.notifyExecs === "hold";
+  const counterMap = walked && walk.counterMapEntries !== undefined;
+  if (walked) {
+    // A map's declaration comes before every probe.
+    if (counterMap) parts.splice(1, 0, fill(PROBES.counterMap, counterMapValues(walk)));
+    parts.push(...walkParts(opts, targets, walk));
+  }
   if (opts.canary) parts.push(fill(PROBES.canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
   const text = joinFragments(parts).text;
   // Every fill refuses a placeholder it has no value for; this is the last word on it.
   const left = text.indexOf("{{");
   if (left >= 0) throw new Error(`the generated script has an unfilled placeholder: ${JSON.stringify(text.slice(left, left + 40))}`);
-  return { text, unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name };
+  return { text, unsafe: opts.followExecs !== undefined || opts.notifyExecs === "hold", walk: walk.name, counterMap };
 }
 
 
@@ -94,6 +102,11 @@ const BUCKET_VALUES = {
   BUCKET_STK: BUCKET.headerBytes,
 } satisfies Record<string, number>;
 
+/** The counter map's size, for the templates of a walk that has one. */
+function counterMapValues(walk: WalkVariant): { COUNTER_MAP_ENTRIES?: number } {
+  return walk.counterMapEntries ? { COUNTER_MAP_ENTRIES: walk.counterMapEntries } : {};
+}
+
 /** The bucket offsets a walk template reads (each fill must have its placeholder). */
 function bucketValuesIn(template: TrustedFragment): Partial<typeof BUCKET_VALUES> {
   return Object.fromEntries(Object.entries(BUCKET_VALUES).filter(([name]) => template.text.includes(`{{${name}}}`)));
@@ -112,7 +125,7 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
     const attachName = comment(attach.name);
     const phase = walk.counterPhase;
     const counters: Record<string, TrustedFragment> = phase ? { COUNTER_PHASE: fill(phase.template, { ...phase.values, ...bucketValuesIn(phase.template) }) } : {};
-    if (walk.counterStep) counters.COUNTER_STEP = fill(walk.counterStep, bucketValuesIn(walk.counterStep));
+    if (walk.counterStep) counters.COUNTER_STEP = fill(walk.counterStep, { ...bucketValuesIn(walk.counterStep), ...counterMapValues(walk) });
     parts.push(fill(walk.template, { ...walk.values, ...bucketValuesIn(walk.template), ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart, ...counters }));
     for (let copy = 0; copy < (phase?.extraProbes ?? 0); copy++) {
       parts.push(fill(PROBES.walkMoreCounters, { ATTACH_NAME: attachName }, { ATTACH: attach.template, ...counters }));
@@ -134,6 +147,11 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
     }
   }
   if (opts.notifyExecs) parts.push(fill(PROBES.execWalked));
-  parts.push(fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT }));
+  parts.push(
+    fill(PROBES.exitMarker, {}, {
+      GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT,
+      COUNTER_MAP_CLEANUP: walk.counterMapEntries ? PROBES.counterMapCleanup : EMPTY_FRAGMENT,
+    }),
+  );
   return parts;
 }

@@ -19,6 +19,9 @@ export const EXEC_SEEN_MAP = "exec_seen";
 /** Where each process's read-ahead bucket copy is whole, by pid: the walk prints no stack from there (probes/walk/targets.bt). */
 export const STACKS_SEEN_MAP = "stk_seen";
 
+/** The walk's counters, keyed by {pid, bucket}, where bpftrace declares map sizes (probes/walk/counter-map.bt). */
+export const COUNTER_MAP = "wc";
+
 /** bpftrace names a map `AT_<name>` in the kernel, cut at 15 characters. */
 export const KERNEL_MAP_NAME_MAX = 15;
 export function kernelMapName(name: string): string {

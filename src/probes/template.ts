@@ -16,6 +16,9 @@ import attachSigkill from "../../probes/walk/attach/sigkill.bt" with { type: "te
 import walkForMap from "../../probes/walk/for-map.bt" with { type: "text" };
 import walkForMapCounters from "../../probes/walk/for-map-counters.bt" with { type: "text" };
 import walkForMapCounters8 from "../../probes/walk/for-map-counters-8.bt" with { type: "text" };
+import walkForMapCountersMap from "../../probes/walk/for-map-counters-map.bt" with { type: "text" };
+import counterMap from "../../probes/walk/counter-map.bt" with { type: "text" };
+import counterMapCleanup from "../../probes/walk/counter-map-cleanup.bt" with { type: "text" };
 import goroutines from "../../probes/walk/goroutines.bt" with { type: "text" };
 import goroutinesCleanup from "../../probes/walk/goroutines-cleanup.bt" with { type: "text" };
 import walkStart from "../../probes/walk/start.bt" with { type: "text" };
@@ -75,6 +78,9 @@ export const PROBES = {
   walkForMap: probe("walk/for-map.bt", walkForMap),
   walkForMapCounters: probe("walk/for-map-counters.bt", walkForMapCounters),
   walkForMapCounters8: probe("walk/for-map-counters-8.bt", walkForMapCounters8),
+  walkForMapCountersMap: probe("walk/for-map-counters-map.bt", walkForMapCountersMap),
+  counterMap: probe("walk/counter-map.bt", counterMap),
+  counterMapCleanup: probe("walk/counter-map-cleanup.bt", counterMapCleanup),
   walkWhile: probe("walk/while.bt", walkWhile),
   walkWhileCounters: probe("walk/while-counters.bt", walkWhileCounters),
   walkMoreCounters: probe("walk/while-more-counters.bt", walkMoreCounters),

@@ -17,6 +17,11 @@ export interface WalkLimits {
    * firing prints up to loopKeys³ lines (C and S together). At most 100 (unroll's limit).
    */
   loopKeys: number;
+  /**
+   * for-map walk with a counter map (0.27+): the buckets @wc holds (counter-map.bt);
+   * a longer list prints the rest as C lines.
+   */
+  counterMapEntries: number;
 }
 
 export interface WalkVariant {
@@ -25,6 +30,8 @@ export interface WalkVariant {
   values: Record<string, number>;
   /** for-map: one step of the counter phase, by bpftrace release (COUNTER_STEP). */
   counterStep?: TrustedFragment;
+  /** The step puts counters in a map of this many entries, read by oomprof at the B line. */
+  counterMapEntries?: number;
   /** while: the counter phase (included in the walk, and repeated by `extraProbes` probes of its own). */
   counterPhase?: { template: TrustedFragment; values: Record<string, number>; extraProbes: number };
 }
@@ -39,7 +46,7 @@ export interface WalkVariant {
  * 0.21+: `for` over a map (bpf_for_each_map_elem), whose body is verified once: 100 keys
  * nested three deep is a million lines a firing, enough for 200,000+ buckets.
  */
-export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 400, extraCounterProbes: 0, loopKeys: 100 };
+export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 400, extraCounterProbes: 0, loopKeys: 100, counterMapEntries: 65_536 };
 
 export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
@@ -48,6 +55,13 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   // walk has one attach point (walkAttachPoints), which serves every binary.
   if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
+    // Counters through a map from 0.27, the oldest bpftrace tried that declares a map's
+    // size (`let @wc = hash(N)`; 0.23 has no such syntax, 0.24-0.26 were not tried).
+    if (versionAtLeast(version, 0, 27)) {
+      if (!Number.isInteger(l.counterMapEntries) || l.counterMapEntries < 1) throw new Error(`counterMapEntries must be a positive integer, got ${l.counterMapEntries}`);
+      const values = { ITER_KEYS: l.loopKeys };
+      return { name: "for-map", template: PROBES.walkForMap, values, counterStep: PROBES.walkForMapCountersMap, counterMapEntries: l.counterMapEntries };
+    }
     // Eight buckets to a printf from 0.23, the oldest for-map bpftrace tried with it.
     const counterStep = versionAtLeast(version, 0, 23) ? PROBES.walkForMapCounters8 : PROBES.walkForMapCounters;
     return { name: "for-map", template: PROBES.walkForMap, values: { ITER_KEYS: l.loopKeys }, counterStep };

@@ -22,11 +22,13 @@ const BPF_MAP_DELETE_ELEM = 3n;
 const BPF_MAP_GET_NEXT_KEY = 4n;
 const BPF_MAP_GET_FD_BY_ID = 14n;
 const BPF_OBJ_GET_INFO_BY_FD = 15n;
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25n;
 /** Big enough for every bpf_attr member used here; the kernel checks the rest is zero. */
 const ATTR_BYTES = 128;
 const MAP_INFO_BYTES = 88;
 const ENOENT = 2;
 const EPERM = 1;
+const ENOSPC = 28;
 
 /** One map descriptor line set from /proc/PID/fdinfo. */
 const FdInfo = z.object({
@@ -72,6 +74,7 @@ export class BpfMap {
     readonly name: string,
     readonly keySize: number,
     readonly valueSize: number,
+    readonly maxEntries: number,
   ) {}
 
   /** Opens the map with this id; throws a BpfError when the kernel refuses. */
@@ -97,7 +100,7 @@ export class BpfMap {
       const nameBytes = info.subarray(24, 40);
       const end = nameBytes.indexOf(0);
       const name = new TextDecoder().decode(nameBytes.subarray(0, end < 0 ? 16 : end));
-      return new BpfMap(fd, name, iv.getUint32(8, true), iv.getUint32(12, true));
+      return new BpfMap(fd, name, iv.getUint32(8, true), iv.getUint32(12, true), iv.getUint32(16, true));
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -170,6 +173,56 @@ export class BpfMap {
       out.push(next);
       key = next;
     }
+  }
+
+  /**
+   * Takes every entry out of the map (BPF_MAP_LOOKUP_AND_DELETE_BATCH, Linux 5.6+): one
+   * call a chunk of up to `chunk` entries, keys and values packed back to back. An entry
+   * added meanwhile may stay for the next call; none is returned twice.
+   */
+  takeAll(chunk: number): { count: number; keys: Uint8Array; values: Uint8Array } {
+    if (this.fd < 0) throw new BpfError(`BPF map ${this.name} is closed`);
+    const parts: Array<{ count: number; keys: Uint8Array; values: Uint8Array }> = [];
+    // The kernel's cursor through a hash map is a bucket index (4 bytes).
+    const inBatch = new Uint8Array(8);
+    const outBatch = new Uint8Array(8);
+    let first = true;
+    for (;;) {
+      const keys = new Uint8Array(chunk * this.keySize);
+      const values = new Uint8Array(chunk * this.valueSize);
+      const attr = new Uint8Array(ATTR_BYTES);
+      const v = new DataView(attr.buffer);
+      if (!first) v.setBigUint64(0, BigInt(ptr(inBatch)), true);
+      v.setBigUint64(8, BigInt(ptr(outBatch)), true);
+      v.setBigUint64(16, BigInt(ptr(keys)), true);
+      v.setBigUint64(24, BigInt(ptr(values)), true);
+      v.setUint32(32, chunk, true);
+      v.setUint32(36, this.fd, true);
+      const r = bpf(BPF_MAP_LOOKUP_AND_DELETE_BATCH, attr);
+      // On the last chunk the kernel says ENOENT and still counts what it returned.
+      const count = r.ret < 0 && r.errno !== ENOENT ? 0 : v.getUint32(32, true);
+      if (r.ret < 0 && r.errno !== ENOENT) {
+        const why = r.errno === ENOSPC ? `a hash bucket holds more than ${chunk} entries` : `errno ${r.errno}`;
+        throw new BpfError(`cannot read and empty BPF map ${this.name} (${why})`);
+      }
+      if (count) parts.push({ count, keys: keys.subarray(0, count * this.keySize), values: values.subarray(0, count * this.valueSize) });
+      if (r.ret < 0) break;
+      inBatch.set(outBatch);
+      first = false;
+    }
+    if (parts.length === 1) return parts[0]!;
+    const count = parts.reduce((n, p) => n + p.count, 0);
+    const keys = new Uint8Array(count * this.keySize);
+    const values = new Uint8Array(count * this.valueSize);
+    let k = 0;
+    let at = 0;
+    for (const p of parts) {
+      keys.set(p.keys, k);
+      values.set(p.values, at);
+      k += p.keys.length;
+      at += p.values.length;
+    }
+    return { count, keys, values };
   }
 
   close(): void {

@@ -72,6 +72,12 @@ export interface CounterRecord {
   size: number;
   counts: number[];
 }
+/** The walk's counters are in its map (0.27+, probes/walk/counter-map.bt): `written` buckets' worth. */
+export interface CountersInMapRecord {
+  tag: "B";
+  pid: number;
+  written: number;
+}
 export interface StackRecord {
   tag: "S";
   pid: number;
@@ -154,6 +160,7 @@ export interface VictimNamespaceRecord {
 }
 
 export type WalkRecord =
+  | CountersInMapRecord
   | VictimRecord
   | VictimIdentityRecord
   | CgroupNameRecord
@@ -263,6 +270,9 @@ export function parseRecord(text: string): WalkRecord {
       for (let i = 0; i < WALK_COUNT_WORDS; i++) counts[i] = dec(f[6 + i]);
       return { tag: "C", pid: dec(f[1]), bucket: hex(f[2]), allnext: hex(f[3]), nstk: dec(f[4]), size: dec(f[5]), counts };
     }
+    case "B":
+      need(3);
+      return { tag: "B", pid: dec(f[1]), written: dec(f[2]) };
     case "S": {
       need(12);
       const pcs = new Array<number>(8);

@@ -55,8 +55,28 @@ describe(`a Go process with ${STACKS} distinct allocation stacks`, () => {
     expect(kill.complete).toBe(true);
     expect(kill.buckets).toBeGreaterThanOrEqual(3000);
     const sent = bucketsSent(stream, kill.pid);
-    expect(sent.counters.size).toBe(kill.buckets);
+    // Every bucket's counters, as C lines or (0.27+) through the walk's map.
+    expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
     // At most the few buckets made since the mirror's last pass (the leak's own), not 3,000.
     expect(sent.stacks.size).toBeLessThan(100);
+  });
+
+  test("a list longer than the walk's counter map (0.27+) sends the rest as C lines, and arrives whole", async () => {
+    const manystacks = await buildGoProgram("manystacks");
+    const dir = tempDir();
+    const stream = join(dir, "stream.ndjson");
+    const r = await runOomprof(["run", "--limit", "256M", "--out", dir, "--events", "-", "--", manystacks], {
+      env: { STACKS: "3000", OOMPROF_RECORD_STREAM: stream, OOMPROF_COUNTER_MAP_ENTRIES: "1000" },
+      timeoutMs: 300_000,
+    });
+    expect(r.status).toBe(137);
+    const kill = r.events.find((e) => e.event === "oom_kill");
+    if (kill?.event !== "oom_kill") throw new Error(r.stderr.slice(-3000));
+    expect(kill.complete).toBe(true);
+    expect(kill.buckets).toBeGreaterThanOrEqual(3000);
+    const sent = bucketsSent(stream, kill.pid);
+    // A bpftrace with the map fills it, then prints; an older one prints every bucket.
+    if (sent.inMap) expect(sent.inMap).toBe(1000);
+    expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
   });
 });

@@ -4,6 +4,7 @@ import {
   extraCounterProbesFor,
   MAX_EXTRA_COUNTER_PROBES,
   type LaunchSpec,
+  type LifecycleOptions,
   type RunningSession,
 } from "../../src/capture/bpftrace-lifecycle.ts";
 import { parseBpftraceVersion, type BpftraceHost } from "../../src/probes/bpftrace-host.ts";
@@ -53,7 +54,7 @@ class FakeSession implements RunningSession {
   }
 }
 
-function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void) {
+function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void, counters?: { takeCounters: LifecycleOptions["takeCounters"] }) {
   const host: BpftraceHost = {
     path: "bpftrace",
     version: parseBpftraceVersion(`bpftrace v${version}`),
@@ -70,7 +71,7 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
     host,
     script: (limits, nonce) => {
       script?.(limits);
-      return { text: `// nonce ${nonce}`, unsafe: false, walk: "while" };
+      return { text: `// nonce ${nonce}`, unsafe: false, walk: "while", counterMap: counters !== undefined };
     },
     start: (spec, onRecord) => {
       const s = new FakeSession(spec, onRecord);
@@ -83,6 +84,7 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
     retireGraceMs: 400,
     retireSettleMs: 20,
     onAttached: (s, nonce) => attachedLog.push(`${nonce}: attached; ${sessions.filter((o) => o !== s && !o.stopped).length} other running`),
+    takeCounters: counters?.takeCounters,
   });
   return { lifecycle, sessions, warnings, lost, records, attachedLog };
 }
@@ -190,7 +192,8 @@ describe("bpftrace lifecycle", () => {
     expect(sessions).toHaveLength(2);
     sessions[1]!.attach(5);
     expect(await launched).toBe(5);
-    expect(limits[1]).toEqual({ counterIterations: 2000, stackIterations: 200 });
+    // The counter map (0.27+) is sized for the buckets the buffer is.
+    expect(limits[1]).toEqual({ counterMapEntries: 20_000, counterIterations: 2000, stackIterations: 200 });
     expect(warnings[0]).toContain("retrying with 2000 buckets per firing");
   });
 
@@ -293,5 +296,46 @@ describe("bpftrace lifecycle", () => {
     expect(sessions).toHaveLength(2);
     sessions[1]!.attach(5);
     expect(await launched).toBe(5);
+  });
+
+  test("a counter map's entries are taken at the B line and reach onRecord before it", async () => {
+    const counter = (pid: number, bucket: number, allnext: number): WalkRecord => ({
+      tag: "C",
+      pid,
+      bucket,
+      allnext,
+      nstk: 1,
+      size: 16,
+      counts: [1, 0, 0, 0, 0, 0, 0, 0],
+    });
+    const taken: number[] = [];
+    let fail = false;
+    const { lifecycle, sessions, records, warnings } = setup("0.27.1", undefined, {
+      takeCounters: (s) => {
+        taken.push(s.pid);
+        if (fail) throw new Error("errno 1");
+        return [counter(7, 0x20, 0x10), counter(7, 0x10, 0)];
+      },
+    });
+    const first = lifecycle.launch();
+    sessions[0]!.attach(5);
+    await first;
+    const s = sessions[0]!;
+    s.emit({ tag: "H", pid: 7, targetId: 0, bias: 0, head: 0x20, memProfileRate: 1, cycle: 3 });
+    s.emit({ tag: "B", pid: 7, written: 2 });
+    expect(records.map((r) => r.tag)).toEqual(["H", "C", "C", "B"]);
+    expect(taken).toEqual([s.pid]);
+    // An exit ends a walk that broke off before its B line: what it put in the map is taken then.
+    s.emit({ tag: "H", pid: 8, targetId: 0, bias: 0, head: 0x20, memProfileRate: 1, cycle: 3 });
+    s.emit({ tag: "X", pid: 8 });
+    expect(taken).toHaveLength(2);
+    // A process with no walk going on costs no map read at its exit.
+    s.emit({ tag: "X", pid: 9 });
+    expect(taken).toHaveLength(2);
+    // A map that cannot be read: said, and the B line still goes on.
+    fail = true;
+    s.emit({ tag: "B", pid: 10, written: 5 });
+    expect(records.at(-1)).toEqual({ tag: "B", pid: 10, written: 5 });
+    expect(warnings.at(-1)).toContain("the capture will be partial");
   });
 });

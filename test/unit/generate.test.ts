@@ -43,9 +43,9 @@ describe("fill", () => {
     expect(() => fill(PROBES.canary, { OOMPROF_PID: 5, NONCE: 1, EXTRA: 2 })).toThrow("no placeholder for {{EXTRA}}");
     expect(() => fill(PROBES.targets)).toThrow("{{> TARGET_ROWS}} has no fragment");
     expect(() => fill(PROBES.victimSigkill, {}, { TARGET_ROWS: PROBES.walkStart })).toThrow("{{> VICTIM_CONTEXT}} has no fragment");
-    expect(() => fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: PROBES.walkStart, TARGET_ROWS: PROBES.walkStart })).toThrow(
-      "no placeholder for {{> TARGET_ROWS}}",
-    );
+    expect(() =>
+      fill(PROBES.exitMarker, {}, { GOROUTINES_CLEANUP: PROBES.walkStart, COUNTER_MAP_CLEANUP: PROBES.walkStart, TARGET_ROWS: PROBES.walkStart }),
+    ).toThrow("no placeholder for {{> TARGET_ROWS}}");
     // A value where an include goes, and an include where a value goes, are both missing.
     expect(() => fill(PROBES.exitMarker, { GOROUTINES_CLEANUP: 1 })).toThrow();
   });
@@ -325,6 +325,28 @@ describe("generateScript", () => {
     expect(three.split(`while ($i < ${Math.ceil(WHILE_DEFAULTS.counterIterations / 3)} && $b != 0)`).length - 1).toBe(4);
     expect(more(generateScript({ host: host("0.23.0", false), targets: [target], limits: { extraCounterProbes: 3 } }).text)).toBe(0);
     expect(() => generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 9 } })).toThrow("extraCounterProbes");
+  });
+
+  test("0.27+: counters go into a map declared before every probe, sized by the limits; older releases print them", () => {
+    const newest = generateScript({ host: host("0.27.1", false), targets: [target], limits: { counterMapEntries: 90_000 } });
+    expect(newest.counterMap).toBe(true);
+    const first = newest.text.search(/^(tracepoint|uprobe|kprobe|BEGIN|interval|signal)/m);
+    const declared = newest.text.indexOf("let @wc = hash(90000);");
+    expect(declared).toBeGreaterThan(0);
+    expect(declared).toBeLessThan(first);
+    // Within the map's size a bucket goes to the map; past it, a C line; the B line ends the list.
+    expect(newest.text).toContain("if (@wc_n[pid] < 90000) {");
+    expect(newest.text).toContain('printf("B %d %d\\n", pid, @wc_n[pid]);');
+    expect(newest.text).toContain("delete(@wc_n[args->pid]);");
+    // No walk, no map: a script without targets has nothing to declare it for.
+    const idle = generateScript({ host: host("0.27.1", false), targets: [] });
+    expect(idle.counterMap).toBe(false);
+    expect(idle.text).not.toContain("@wc");
+    for (const older of ["0.17.0", "0.23.0", "0.24.0"]) {
+      const s = generateScript({ host: host(older, false), targets: [target] });
+      expect(s.counterMap).toBe(false);
+      expect(s.text).not.toContain("@wc");
+    }
   });
 
   test("the 0.17 script, with a counter probe beside the walk, is accepted by this host's bpftrace", async () => {

@@ -180,6 +180,7 @@ describe("config", () => {
       pruneCheckMs: DEFAULT_PRUNE_CHECK_MS,
       recordStream: undefined,
       markVictim: undefined,
+      counterMapEntries: undefined,
       noColor: false,
       warnings: [],
     });
@@ -195,6 +196,7 @@ describe("config", () => {
       OOMPROF_PRUNE_CHECK_MS: "300",
       OOMPROF_RECORD_STREAM: "/tmp/stream.ndjson",
       OOMPROF_MARK_VICTIM: "pid-only",
+      OOMPROF_COUNTER_MAP_ENTRIES: "1000",
       NO_COLOR: "1",
     });
     expect(c).toEqual({
@@ -206,6 +208,7 @@ describe("config", () => {
       pruneCheckMs: 300,
       recordStream: "/tmp/stream.ndjson",
       markVictim: "pid-only",
+      counterMapEntries: 1000,
       noColor: true,
       warnings: [],
     });
@@ -228,6 +231,7 @@ describe("config", () => {
     expect(c.out).toBe("/o");
     expect(c.warnings).toEqual(['ignoring OOMPROF_PRUNE_AFTER_MS="abc": not a number', 'ignoring OOMPROF_PRUNE_CHECK_MS="-5": must be more than 0']);
     expect(loadConfig({ OOMPROF_PRUNE_CHECK_MS: "1e12" }).warnings).toEqual(['ignoring OOMPROF_PRUNE_CHECK_MS="1e12": too large for a timer']);
+    expect(loadConfig({ OOMPROF_COUNTER_MAP_ENTRIES: "2.5" }).warnings).toEqual(['ignoring OOMPROF_COUNTER_MAP_ENTRIES="2.5": must be a whole number']);
     // Waiting long before pruning is fine: it is compared with a clock, not given to a timer.
     expect(loadConfig({ OOMPROF_PRUNE_AFTER_MS: "1e12" }).pruneAfterMs).toBe(1e12);
   });

@@ -37,6 +37,10 @@ describe("walk records", () => {
     // The 16-word lines of earlier walks are refused, not misread.
     expect(() => parseRecord(`C 42 7f00aa 7f00bb 4 49152 ${counts} ${counts}`)).toThrow("expected 14");
   });
+  test("counters-in-map record", () => {
+    expect(parseRecord("B 42 40000")).toEqual({ tag: "B", pid: 42, written: 40000 });
+    expect(() => parseRecord("B 42")).toThrow();
+  });
   test("stack record", () => {
     expect(parseRecord("S 42 7f00aa 8 4b032f 4b0745 4365f2 4602a1 5a 0 438000 0")).toEqual({
       tag: "S",

@@ -1,0 +1,79 @@
+import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
+import { COUNTER_MAP, kernelMapName } from "../probes/target-table.ts";
+import { BpfError, BpfMap } from "../process/bpf-maps.ts";
+import type { CounterRecord } from "../stream/records.ts";
+
+/**
+ * The walk's counters where bpftrace declares map sizes (0.27+): the walk puts each
+ * bucket into @wc instead of printing a C line, and prints a B line at the end of the
+ * list. On it, oomprof takes the whole map in a few bpf(2) batch calls and hands the
+ * entries on as the C records they replace.
+ */
+
+/** {pid, bucket address}, two u64 (probes/walk/for-map-counters-map.bt). */
+export const COUNTER_KEY_BYTES = 16;
+/** {allnext, nstk, size}, then the memRecord's counts: u64 each. */
+export const COUNTER_VALUE_BYTES = (3 + WALK_COUNT_WORDS) * 8;
+/** Entries a batch call takes: 1.7 MB of buffers, a few calls for a large walk. */
+const BATCH_ENTRIES = 16_384;
+
+/** A little-endian u64 as a number (addresses and counts stay far below 2^53). */
+function u64(v: DataView, at: number): number {
+  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+}
+
+/** The C records that `count` packed entries of the counter map stand for. */
+export function counterRecords(keys: Uint8Array, values: Uint8Array, count: number): CounterRecord[] {
+  if (keys.byteLength < count * COUNTER_KEY_BYTES || values.byteLength < count * COUNTER_VALUE_BYTES) {
+    throw new BpfError(`counter map: ${count} entries need ${count * COUNTER_KEY_BYTES} key and ${count * COUNTER_VALUE_BYTES} value bytes`);
+  }
+  const k = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
+  const out = new Array<CounterRecord>(count);
+  for (let i = 0; i < count; i++) {
+    const at = i * COUNTER_VALUE_BYTES;
+    const counts = new Array<number>(WALK_COUNT_WORDS);
+    for (let w = 0; w < WALK_COUNT_WORDS; w++) counts[w] = u64(v, at + 24 + w * 8);
+    out[i] = {
+      tag: "C",
+      pid: u64(k, i * COUNTER_KEY_BYTES),
+      bucket: u64(k, i * COUNTER_KEY_BYTES + 8),
+      allnext: u64(v, at),
+      nstk: u64(v, at + 8),
+      size: u64(v, at + 16),
+      counts,
+    };
+  }
+  return out;
+}
+
+/** Takes the counter maps of running bpftraces; one open map per bpftrace. */
+export class CounterMapReader {
+  private open = new Map<number, BpfMap>();
+
+  /** Every entry of bpftracePid's counter map, removed from it, as C records (any pid's). */
+  take(bpftracePid: number): CounterRecord[] {
+    const map = this.mapOf(bpftracePid);
+    const { count, keys, values } = map.takeAll(Math.min(BATCH_ENTRIES, Math.max(1, map.maxEntries)));
+    return counterRecords(keys, values, count);
+  }
+
+  forget(bpftracePid: number): void {
+    this.open.get(bpftracePid)?.close();
+    this.open.delete(bpftracePid);
+  }
+
+  private mapOf(bpftracePid: number): BpfMap {
+    let map = this.open.get(bpftracePid);
+    if (map) return map;
+    const name = kernelMapName(COUNTER_MAP);
+    map = BpfMap.findByName(bpftracePid, [name]).get(name);
+    if (!map) throw new BpfError(`bpftrace (pid ${bpftracePid}) has no map ${name}`);
+    if (map.keySize !== COUNTER_KEY_BYTES || map.valueSize !== COUNTER_VALUE_BYTES) {
+      map.close();
+      throw new BpfError(`${name} has ${map.keySize}-byte keys and ${map.valueSize}-byte values, not ${COUNTER_KEY_BYTES} and ${COUNTER_VALUE_BYTES}`);
+    }
+    this.open.set(bpftracePid, map);
+    return map;
+  }
+}
