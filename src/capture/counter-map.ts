@@ -1,6 +1,6 @@
 import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
 import { COUNTER_MAP, kernelMapName } from "../probes/target-table.ts";
-import { BpfError, BpfMap } from "../process/bpf-maps.ts";
+import { BpfError, BpftraceMap } from "../process/bpf-maps.ts";
 import type { CounterRecord } from "../stream/records.ts";
 
 /**
@@ -49,31 +49,20 @@ export function counterRecords(keys: Uint8Array, values: Uint8Array, count: numb
 
 /** Takes the counter maps of running bpftraces; one open map per bpftrace. */
 export class CounterMapReader {
-  private open = new Map<number, BpfMap>();
+  private maps = new BpftraceMap(kernelMapName(COUNTER_MAP), (m) => {
+    if (m.keySize !== COUNTER_KEY_BYTES || m.valueSize !== COUNTER_VALUE_BYTES) {
+      throw new BpfError(`${m.name} has ${m.keySize}-byte keys and ${m.valueSize}-byte values, not ${COUNTER_KEY_BYTES} and ${COUNTER_VALUE_BYTES}`);
+    }
+  });
 
   /** Every entry of bpftracePid's counter map, removed from it, as C records (any pid's). */
   take(bpftracePid: number): CounterRecord[] {
-    const map = this.mapOf(bpftracePid);
+    const map = this.maps.of(bpftracePid);
     const { count, keys, values } = map.takeAll(Math.min(BATCH_ENTRIES, Math.max(1, map.maxEntries)));
     return counterRecords(keys, values, count);
   }
 
   forget(bpftracePid: number): void {
-    this.open.get(bpftracePid)?.close();
-    this.open.delete(bpftracePid);
-  }
-
-  private mapOf(bpftracePid: number): BpfMap {
-    let map = this.open.get(bpftracePid);
-    if (map) return map;
-    const name = kernelMapName(COUNTER_MAP);
-    map = BpfMap.findByName(bpftracePid, [name]).get(name);
-    if (!map) throw new BpfError(`bpftrace (pid ${bpftracePid}) has no map ${name}`);
-    if (map.keySize !== COUNTER_KEY_BYTES || map.valueSize !== COUNTER_VALUE_BYTES) {
-      map.close();
-      throw new BpfError(`${name} has ${map.keySize}-byte keys and ${map.valueSize}-byte values, not ${COUNTER_KEY_BYTES} and ${COUNTER_VALUE_BYTES}`);
-    }
-    this.open.set(bpftracePid, map);
-    return map;
+    this.maps.forget(bpftracePid);
   }
 }

@@ -1,5 +1,5 @@
 import { kernelMapName, STACKS_SEEN_MAP } from "../probes/target-table.ts";
-import { BpfError, BpfMap, words } from "../process/bpf-maps.ts";
+import { BpftraceMap, words } from "../process/bpf-maps.ts";
 
 /**
  * Tells the walk which stacks it need not print: for each mirrored process, the newest
@@ -9,14 +9,14 @@ import { BpfError, BpfMap, words } from "../process/bpf-maps.ts";
  */
 export class StacksSeenWriter {
   private from = new Map<number, number>();
-  private open = new Map<number, BpfMap>();
+  private maps = new BpftraceMap(kernelMapName(STACKS_SEEN_MAP));
 
   /** pid's mirror is whole from bucket `from` (0: forget pid); writes it into the running bpftrace, if any. */
   set(pid: number, from: number, bpftracePid: number | undefined): void {
     if (from) this.from.set(pid, from);
     else this.from.delete(pid);
     if (bpftracePid === undefined) return;
-    const map = this.mapOf(bpftracePid);
+    const map = this.maps.of(bpftracePid);
     if (from) map.update(words(pid), words(from));
     else map.delete(words(pid));
   }
@@ -24,26 +24,15 @@ export class StacksSeenWriter {
   /** A new bpftrace attached: give it every process's mark. */
   replay(bpftracePid: number): void {
     if (!this.from.size) return;
-    const map = this.mapOf(bpftracePid);
+    const map = this.maps.of(bpftracePid);
     for (const [pid, from] of this.from) map.update(words(pid), words(from));
   }
 
   forget(bpftracePid: number): void {
-    this.open.get(bpftracePid)?.close();
-    this.open.delete(bpftracePid);
+    this.maps.forget(bpftracePid);
   }
 
   close(): void {
-    for (const pid of [...this.open.keys()]) this.forget(pid);
-  }
-
-  private mapOf(bpftracePid: number): BpfMap {
-    let map = this.open.get(bpftracePid);
-    if (map) return map;
-    const name = kernelMapName(STACKS_SEEN_MAP);
-    map = BpfMap.findByName(bpftracePid, [name]).get(name);
-    if (!map) throw new BpfError(`bpftrace (pid ${bpftracePid}) has no map ${name}`);
-    this.open.set(bpftracePid, map);
-    return map;
+    this.maps.close();
   }
 }

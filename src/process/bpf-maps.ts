@@ -248,6 +248,42 @@ export class BpfMap {
   }
 }
 
+/** One map of each running bpftrace, by name: opened at first use, kept until forgotten. */
+export class BpftraceMap {
+  private open = new Map<number, BpfMap>();
+
+  /** `check` may refuse the map found (a BpfError), which is then closed. */
+  constructor(
+    readonly name: string,
+    private check: (m: BpfMap) => void = () => {},
+  ) {}
+
+  /** bpftracePid's map; throws a BpfError when it has none, or it cannot be opened. */
+  of(bpftracePid: number): BpfMap {
+    let map = this.open.get(bpftracePid);
+    if (map) return map;
+    map = BpfMap.findByName(bpftracePid, [this.name]).get(this.name);
+    if (!map) throw new BpfError(`bpftrace (pid ${bpftracePid}) has no map ${this.name}`);
+    try {
+      this.check(map);
+    } catch (e) {
+      map.close();
+      throw e;
+    }
+    this.open.set(bpftracePid, map);
+    return map;
+  }
+
+  forget(bpftracePid: number): void {
+    this.open.get(bpftracePid)?.close();
+    this.open.delete(bpftracePid);
+  }
+
+  close(): void {
+    for (const pid of [...this.open.keys()]) this.forget(pid);
+  }
+}
+
 /** Little-endian 64-bit words, as bpftrace lays out integer keys, tuple keys and values. */
 export function words(...values: Array<number | bigint>): Uint8Array {
   const out = new Uint8Array(values.length * 8);

@@ -42,19 +42,7 @@ describe(`a Go process with ${STACKS} distinct allocation stacks`, () => {
   test("sends only the stacks the live mirror does not hold", async () => {
     // 3,000 buckets that live 2 s (the mirror reads them within 250 ms), then a leak:
     // only the buckets made after the mirror's last pass need their stacks sent.
-    const manystacks = await buildGoProgram("manystacks");
-    const dir = tempDir();
-    const stream = join(dir, "stream.ndjson");
-    const r = await runOomprof(["run", "--limit", "256M", "--out", dir, "--events", "-", "--", manystacks], {
-      env: { STACKS: "3000", LIVE_MS: "2000", OOMPROF_RECORD_STREAM: stream },
-      timeoutMs: 300_000,
-    });
-    expect(r.status).toBe(137);
-    const kill = r.events.find((e) => e.event === "oom_kill");
-    if (kill?.event !== "oom_kill") throw new Error(r.stderr.slice(-3000));
-    expect(kill.complete).toBe(true);
-    expect(kill.buckets).toBeGreaterThanOrEqual(3000);
-    const sent = bucketsSent(stream, kill.pid);
+    const { kill, sent } = await killWith3000Stacks({ LIVE_MS: "2000" });
     // Every bucket's counters, as C lines or (0.27+) through the walk's map.
     expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
     // At most the few buckets made since the mirror's last pass (the leak's own), not 3,000.
@@ -62,21 +50,26 @@ describe(`a Go process with ${STACKS} distinct allocation stacks`, () => {
   });
 
   test("a list longer than the walk's counter map (0.27+) sends the rest as C lines, and arrives whole", async () => {
-    const manystacks = await buildGoProgram("manystacks");
-    const dir = tempDir();
-    const stream = join(dir, "stream.ndjson");
-    const r = await runOomprof(["run", "--limit", "256M", "--out", dir, "--events", "-", "--", manystacks], {
-      env: { STACKS: "3000", OOMPROF_RECORD_STREAM: stream, OOMPROF_COUNTER_MAP_ENTRIES: "1000" },
-      timeoutMs: 300_000,
-    });
-    expect(r.status).toBe(137);
-    const kill = r.events.find((e) => e.event === "oom_kill");
-    if (kill?.event !== "oom_kill") throw new Error(r.stderr.slice(-3000));
-    expect(kill.complete).toBe(true);
-    expect(kill.buckets).toBeGreaterThanOrEqual(3000);
-    const sent = bucketsSent(stream, kill.pid);
+    const { kill, sent } = await killWith3000Stacks({ OOMPROF_COUNTER_MAP_ENTRIES: "1000" });
     // A bpftrace with the map fills it, then prints; an older one prints every bucket.
     if (sent.inMap) expect(sent.inMap).toBe(1000);
     expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
   });
 });
+
+/** `oomprof run` of manystacks with 3,000 stacks, OOM-killed: its complete kill, and what its recorded stream carried. */
+async function killWith3000Stacks(env: Record<string, string>) {
+  const manystacks = await buildGoProgram("manystacks");
+  const dir = tempDir();
+  const stream = join(dir, "stream.ndjson");
+  const r = await runOomprof(["run", "--limit", "256M", "--out", dir, "--events", "-", "--", manystacks], {
+    env: { STACKS: "3000", OOMPROF_RECORD_STREAM: stream, ...env },
+    timeoutMs: 300_000,
+  });
+  expect(r.status).toBe(137);
+  const kill = r.events.find((e) => e.event === "oom_kill");
+  if (kill?.event !== "oom_kill") throw new Error(r.stderr.slice(-3000));
+  expect(kill.complete).toBe(true);
+  expect(kill.buckets).toBeGreaterThanOrEqual(3000);
+  return { kill, sent: bucketsSent(stream, kill.pid) };
+}
