@@ -180,10 +180,6 @@ export class KillReporter {
   }
 
   /**
-   * Symbol tables are read once per binary while its processes die together (a cgroup
-   * OOM-killed at once); only the last few binaries' are kept, as each holds its file.
-   */
-  /**
    * Reads t's symbol tables now rather than at a kill (13-15 ms for a 2 MB test program,
    * more for a large one, at the moment the host is shortest of memory). For `run`, whose
    * one program is the one expected to die.
@@ -192,6 +188,10 @@ export class KillReporter {
     this.symbolizer(t);
   }
 
+  /**
+   * Symbol tables are read once per binary while its processes die together (a cgroup
+   * OOM-killed at once); only the last few binaries' are kept, as each holds its file.
+   */
   private symbolizer(t: GoTarget): Symbolizer | undefined {
     if (!this.symbolizers.has(t)) {
       if (this.symbolizers.size >= SYMBOLIZERS_KEPT) this.symbolizers.delete(this.symbolizers.keys().next().value!);
