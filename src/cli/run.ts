@@ -155,6 +155,7 @@ export async function runCommand(argv: string[], flags: RunFlags): Promise<numbe
       upload: flags.upload,
       mirror,
       baseAgeMs: flags.baseAge,
+      prepareMinBuckets: 0,
       placement: (pid) => ({ where: { ...(pid === child.pid && childPlacement), ...readProcessPlacement(pid) }, limitBytes: cgroup?.limitBytes ?? null }),
       fallback: (pid) => (pid === child.pid ? { target, why } : {}),
     });

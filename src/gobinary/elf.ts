@@ -1,5 +1,6 @@
 import { fstatSync, readSync } from "node:fs";
 import { BadBinaryError } from "../errors.ts";
+import { mapFile } from "../process/file-map.ts";
 
 /**
  * A minimal, bounds-checked reader for 64-bit little-endian ELF files: just what
@@ -86,6 +87,8 @@ export class ElfFile {
   constructor(
     readonly path: string,
     readonly data: Uint8Array,
+    /** Whether data still holds the file (a mapped file can change under it; a copy cannot). */
+    readonly unchanged: () => boolean = () => true,
   ) {
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     if (data.length < 64 || data[0] !== 0x7f || data[1] !== 0x45 || data[2] !== 0x4c || data[3] !== 0x46) {
@@ -103,10 +106,12 @@ export class ElfFile {
     this.sections = this.readSections();
   }
 
-  /** Reads the whole file behind fd from its start (the fd stays open). */
+  /** The whole file behind fd, mapped (see mapFile) or else read; the fd stays open. */
   static fromFd(fd: number, path: string): ElfFile {
     let bytes: Uint8Array;
     try {
+      const mapped = mapFile(fd);
+      if (mapped) return new ElfFile(path, mapped.bytes, mapped.unchanged);
       const size = fstatSync(fd).size;
       bytes = new Uint8Array(size);
       for (let at = 0; at < size;) {
@@ -115,6 +120,7 @@ export class ElfFile {
         at += n;
       }
     } catch (e) {
+      if (e instanceof BadBinaryError) throw e;
       throw new BadBinaryError(path, `cannot read: ${(e as Error).message}`);
     }
     return new ElfFile(path, bytes);

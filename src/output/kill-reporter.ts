@@ -32,13 +32,20 @@ export interface KillReporterOptions {
   fallback?(pid: number): { target?: GoTarget; why?: string; exe?: string };
   /** --base-age in ms: a base profile is written from the mirror's readings (absent or 0: none asked for). */
   baseAgeMs?: number;
+  /**
+   * Mirrored buckets from which a process's stacks are symbolized while it lives (default
+   * PREPARE_MIN_BUCKETS). run gives 0: its one program is the one expected to die.
+   */
+  prepareMinBuckets?: number;
 }
 
 const SYMBOLIZERS_KEPT = 4;
 /**
  * Below this many mirrored buckets a profile's locations are built at death in about
- * 10 ms or less: nothing is prepared, and no binary's symbol tables (the whole file, in
- * memory) are held for a process that may never die.
+ * 10 ms or less, and watch prepares nothing for the process: a table for every small Go
+ * process on a host would be held for processes that may never die. Its binary's symbol
+ * tables are still read ahead (they are mapped, not copied: see mapFile), while fewer
+ * than SYMBOLIZERS_KEPT are.
  */
 export const PREPARE_MIN_BUCKETS = 5000;
 /** Stacks symbolized per turn of the event loop, so that a kill's records never wait long behind them. */
@@ -50,6 +57,8 @@ interface Prepared {
   bias: number;
   /** Made at the first slice: reading the symbol tables is kept out of the mirror's pass. */
   table?: LocationTable;
+  /** What table symbolizes with. */
+  symbolizer?: Symbolizer;
   queue: Array<readonly number[]>;
   /** How far into queue the stacks are symbolized. */
   done: number;
@@ -65,6 +74,7 @@ export class KillReporter {
   private symbolizers = new Map<GoTarget, Symbolizer | undefined>();
   private prepared = new Map<number, Prepared>();
   private preparing: ReturnType<typeof setImmediate> | undefined;
+  private preloading = new Set<GoTarget>();
   private style = terminalStyle(process.stderr);
   bpftraceLost: string | undefined;
 
@@ -120,7 +130,8 @@ export class KillReporter {
     if (p && (p.target !== found.target || p.bias !== found.bias)) this.forget(pid);
     p = this.prepared.get(pid);
     if (!p) {
-      if (found.total < PREPARE_MIN_BUCKETS || this.reported.has(pid)) return;
+      if (this.reported.has(pid)) return;
+      if (found.total < (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS)) return this.preloadSoon(found.target);
       // From the threshold on: every stack mirrored so far, not only this pass's.
       const all = this.o.mirror ? [...this.o.mirror.buckets(pid).values()] : found.buckets;
       p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0 };
@@ -139,7 +150,11 @@ export class KillReporter {
     let budget = PREPARE_SLICE;
     for (const p of this.prepared.values()) {
       if (p.done === p.queue.length) continue;
-      p.table ??= locationTableFor(p.target, this.symbolizer(p.target), p.bias);
+      if (p.symbolizer?.unchanged?.() === false) Object.assign(p, { table: undefined, symbolizer: undefined, done: 0 });
+      if (!p.table) {
+        p.symbolizer = this.symbolizer(p.target);
+        p.table = locationTableFor(p.target, p.symbolizer, p.bias);
+      }
       const slice = p.queue.slice(p.done, p.done + budget);
       p.table.prepare(slice);
       p.done += slice.length;
@@ -180,12 +195,25 @@ export class KillReporter {
   }
 
   /**
-   * Reads t's symbol tables now rather than at a kill (13-15 ms for a 2 MB test program,
-   * more for a large one, at the moment the host is shortest of memory). For `run`, whose
-   * one program is the one expected to die.
+   * Reads t's symbol tables now rather than at a kill (13-15 ms for a 2 MB test program
+   * when read whole, more for a large one, at the moment the host is shortest of memory).
+   * For `run`, whose one program is the one expected to die, and for watch's first few
+   * binaries. Quietly: tables that cannot be read are warned about at a kill, if one comes.
    */
   preload(t: GoTarget): void {
-    this.symbolizer(t);
+    if (this.symbolizers.has(t)) return;
+    const symbolizer = loadSymbolizer(t, () => {});
+    if (symbolizer) this.keep(t, symbolizer);
+  }
+
+  /** preload on a later turn of the event loop, if there is room to keep t's tables. */
+  private preloadSoon(t: GoTarget): void {
+    if (this.symbolizers.has(t) || this.preloading.has(t) || this.symbolizers.size + this.preloading.size >= SYMBOLIZERS_KEPT) return;
+    this.preloading.add(t);
+    setImmediate(() => {
+      this.preloading.delete(t);
+      this.preload(t);
+    });
   }
 
   /**
@@ -193,17 +221,20 @@ export class KillReporter {
    * OOM-killed at once); only the last few binaries' are kept, as each holds its file.
    */
   private symbolizer(t: GoTarget): Symbolizer | undefined {
-    if (!this.symbolizers.has(t)) {
-      if (this.symbolizers.size >= SYMBOLIZERS_KEPT) this.symbolizers.delete(this.symbolizers.keys().next().value!);
-      this.symbolizers.set(t, loadSymbolizer(t, this.o.warn));
-    }
+    if (this.symbolizers.get(t)?.unchanged?.() === false) this.symbolizers.delete(t);
+    if (!this.symbolizers.has(t)) this.keep(t, loadSymbolizer(t, this.o.warn));
     return this.symbolizers.get(t);
+  }
+
+  private keep(t: GoTarget, symbolizer: Symbolizer | undefined): void {
+    if (this.symbolizers.size >= SYMBOLIZERS_KEPT) this.symbolizers.delete(this.symbolizers.keys().next().value!);
+    this.symbolizers.set(t, symbolizer);
   }
 }
 
 /** What was prepared for a process, if it is for the binary and load address its walk reported. */
 function ctxLocations(p: Prepared | undefined, target: GoTarget | undefined, bias: number | undefined): LocationTable | undefined {
-  return p && p.target === target && p.bias === bias ? p.table : undefined;
+  return p && p.target === target && p.bias === bias && p.symbolizer?.unchanged?.() !== false ? p.table : undefined;
 }
 
 /**

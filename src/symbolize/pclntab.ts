@@ -121,6 +121,11 @@ export class GoSymbolizer {
     }
   }
 
+  /** Whether the binary's bytes still hold its file: a mapped binary rewritten in place would fault on reading. */
+  unchanged(): boolean {
+    return this.elf.unchanged();
+  }
+
   /**
    * Frames for one look-up PC (return addresses already decremented by the
    * caller), innermost inlined callee first and the physical function last.

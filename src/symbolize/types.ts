@@ -18,6 +18,8 @@ export interface SourceFrame {
 export interface Symbolizer {
   /** Frames for a look-up address (a return PC minus one), innermost first. */
   frames(pc: bigint): SourceFrame[];
+  /** False once the binary's bytes no longer hold its file (see mapFile): load it again. */
+  unchanged?(): boolean;
 }
 
 /** The function's name as the binary's own runtime/pprof would write it in a profile. */
