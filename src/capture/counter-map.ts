@@ -14,8 +14,14 @@ import type { CounterRecord } from "../stream/records.ts";
 export const COUNTER_KEY_BYTES = 16;
 /** {allnext, nstk, size}, then the memRecord's counts: u64 each. */
 export const COUNTER_VALUE_BYTES = (3 + WALK_COUNT_WORDS) * 8;
-/** Entries a batch call takes: 1.7 MB of buffers, a few calls for a large walk. */
+/** Entries a batch call takes at most: 1.7 MB of buffers, a few calls for a large walk. */
 const BATCH_ENTRIES = 16_384;
+/**
+ * And at least: a call fails (ENOSPC) when one hash bucket of the map holds more entries
+ * than it may return, and a walk of a few hundred buckets need not fault in 1.7 MB of
+ * fresh buffers (2 ms of the 500-bucket capture's time when it did).
+ */
+const MIN_BATCH_ENTRIES = 1024;
 
 /** A little-endian u64 as a number (addresses and counts stay far below 2^53). */
 function u64(v: DataView, at: number): number {
@@ -55,11 +61,24 @@ export class CounterMapReader {
     }
   });
 
-  /** Every entry of bpftracePid's counter map, removed from it, as C records (any pid's). */
-  take(bpftracePid: number): CounterRecord[] {
+  /**
+   * Every entry of bpftracePid's counter map, removed from it, as C records (any pid's);
+   * `written`, the walk's count, sizes the batches.
+   */
+  take(bpftracePid: number, written = BATCH_ENTRIES): CounterRecord[] {
     const map = this.maps.of(bpftracePid);
-    const { count, keys, values } = map.takeAll(Math.min(BATCH_ENTRIES, Math.max(1, map.maxEntries)));
+    const chunk = Math.min(BATCH_ENTRIES, Math.max(1, map.maxEntries), Math.max(MIN_BATCH_ENTRIES, written));
+    const { count, keys, values } = map.takeAll(chunk);
     return counterRecords(keys, values, count);
+  }
+
+  /** Finds bpftracePid's map ahead of take; a failure is left for take to report. */
+  open(bpftracePid: number): void {
+    try {
+      this.maps.of(bpftracePid);
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw e;
+    }
   }
 
   forget(bpftracePid: number): void {

@@ -100,7 +100,8 @@ export class ProbeSessions implements CaptureSource {
         this.stacksSeen.forget(session.pid);
         this.counterMaps.forget(session.pid);
       },
-      takeCounters: (session) => this.counterMaps.take(session.pid),
+      takeCounters: (session, written) => this.counterMaps.take(session.pid, written),
+      openCounters: (session) => this.counterMaps.open(session.pid),
     });
   }
 

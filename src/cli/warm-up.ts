@@ -1,4 +1,5 @@
 import { CaptureAssembler } from "../capture/walk-capture.ts";
+import { COUNTER_KEY_BYTES, COUNTER_VALUE_BYTES, counterRecords } from "../capture/counter-map.ts";
 import { WALK_COUNT_WORDS } from "../gobinary/bucket-layout.ts";
 import { heapSamples } from "../profile/heap-views.ts";
 import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
@@ -7,15 +8,19 @@ import { parseBpftraceLine } from "../stream/bpftrace-json.ts";
 import { parseRecord } from "../stream/records.ts";
 import type { SourceFrame } from "../symbolize/types.ts";
 
+/** Made-up bucket i of n: its address, the next one's (0 for the last) and its counts. */
+function madeUpBucket(i: number, n: number): { at: number; next: number; counts: number[] } {
+  return { at: 0x10000 + i * 0x100, next: i + 1 < n ? 0x10000 + (i + 1) * 0x100 : 0, counts: [i % 7, i % 3, 1, 0, 0, 0, 2, 1] };
+}
+
 /** bpftrace's JSON lines for a whole walk of `buckets` made-up buckets of pid 1, 16 frames each. */
 export function madeUpWalk(buckets: number): string[] {
   const pid = 1;
   const lines: string[] = [JSON.stringify({ type: "printf", data: `H ${pid} 0 0 10000 524288 3\n` })];
   for (let i = 0; i < buckets; i++) {
-    const at = (0x10000 + i * 0x100).toString(16);
-    const next = i + 1 < buckets ? (0x10000 + (i + 1) * 0x100).toString(16) : "0";
-    const counts = [i % 7, i % 3, 1, 0, 0, 0, 2, 1];
-    lines.push(JSON.stringify({ type: "printf", data: `C ${pid} ${at} ${next} 16 64 ${counts.join(" ")}\n` }));
+    const b = madeUpBucket(i, buckets);
+    const at = b.at.toString(16);
+    lines.push(JSON.stringify({ type: "printf", data: `C ${pid} ${at} ${b.next.toString(16)} 16 64 ${b.counts.join(" ")}\n` }));
     for (const k of [0, 8]) {
       const pcs = Array.from({ length: 8 }, (_, j) => (0x401000 + ((i * 31 + (k + j) * 7) % 4000) * 16).toString(16));
       lines.push(JSON.stringify({ type: "printf", data: `S ${pid} ${at} ${k} ${pcs.join(" ")}\n` }));
@@ -23,6 +28,18 @@ export function madeUpWalk(buckets: number): string[] {
   }
   lines.push(JSON.stringify({ type: "printf", data: `E ${pid}\n` }));
   return lines;
+}
+
+/** The same walk's counters as bpftrace 0.27+'s counter map holds them (see counterRecords). */
+export function madeUpCounterEntries(buckets: number): { keys: Uint8Array; values: Uint8Array } {
+  const keys = new BigUint64Array(buckets * (COUNTER_KEY_BYTES / 8));
+  const values = new BigUint64Array(buckets * (COUNTER_VALUE_BYTES / 8));
+  for (let i = 0; i < buckets; i++) {
+    const b = madeUpBucket(i, buckets);
+    keys.set([1n, BigInt(b.at)], i * (COUNTER_KEY_BYTES / 8));
+    values.set([b.next, 16, 64, ...b.counts].map(BigInt), i * (COUNTER_VALUE_BYTES / 8));
+  }
+  return { keys: new Uint8Array(keys.buffer), values: new Uint8Array(values.buffer) };
 }
 
 /**
@@ -42,6 +59,7 @@ const ROUND_GAP_MS = 50;
 export function warmCapturePath(buckets = 500, rounds = 12): void {
   const pid = 1;
   const lines = madeUpWalk(buckets);
+  const entries = madeUpCounterEntries(buckets);
   const frames = (pc: bigint): SourceFrame[] => [{ function: `warm.f${pc % 211n}`, file: "warm.go", line: Number(pc % 1000n), inlined: false }];
   const meta = {
     binaryPath: "/warm",
@@ -57,6 +75,7 @@ export function warmCapturePath(buckets = 500, rounds = 12): void {
       const m = parseBpftraceLine(line);
       if (m.type === "printf") assembler.add(parseRecord(m.data));
     }
+    counterRecords(entries.keys, entries.values, buckets);
     const capture = assembler.capture(pid);
     const samples = heapSamples(capture.buckets, 512 * 1024, 3, WALK_COUNT_WORDS);
     encodeProfileGz(buildPprof(samples, meta, { frames }));

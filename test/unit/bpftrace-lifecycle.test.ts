@@ -54,7 +54,7 @@ class FakeSession implements RunningSession {
   }
 }
 
-function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void, counters?: { takeCounters: LifecycleOptions["takeCounters"] }) {
+function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => void, counters?: Pick<LifecycleOptions, "takeCounters" | "openCounters">) {
   const host: BpftraceHost = {
     path: "bpftrace",
     version: parseBpftraceVersion(`bpftrace v${version}`),
@@ -85,6 +85,7 @@ function setup(version = "0.17.0", script?: (limits: Partial<WalkLimits>) => voi
     retireSettleMs: 20,
     onAttached: (s, nonce) => attachedLog.push(`${nonce}: attached; ${sessions.filter((o) => o !== s && !o.stopped).length} other running`),
     takeCounters: counters?.takeCounters,
+    openCounters: counters?.openCounters,
   });
   return { lifecycle, sessions, warnings, lost, records, attachedLog };
 }
@@ -308,27 +309,35 @@ describe("bpftrace lifecycle", () => {
       size: 16,
       counts: [1, 0, 0, 0, 0, 0, 0, 0],
     });
-    const taken: number[] = [];
+    const taken: Array<[pid: number, written: number | undefined]> = [];
+    const opened: number[] = [];
     let fail = false;
     const { lifecycle, sessions, records, warnings } = setup("0.27.1", undefined, {
-      takeCounters: (s) => {
-        taken.push(s.pid);
+      takeCounters: (s, written) => {
+        taken.push([s.pid, written]);
         if (fail) throw new Error("errno 1");
         return [counter(7, 0x20, 0x10), counter(7, 0x10, 0)];
       },
+      openCounters: (s) => opened.push(s.pid),
     });
     const first = lifecycle.launch();
+    expect(opened).toEqual([]);
     sessions[0]!.attach(5);
     await first;
     const s = sessions[0]!;
+    // The map is found once attached, not at the first death.
+    expect(opened).toEqual([s.pid]);
     s.emit({ tag: "H", pid: 7, targetId: 0, bias: 0, head: 0x20, memProfileRate: 1, cycle: 3 });
     s.emit({ tag: "B", pid: 7, written: 2 });
     expect(records.map((r) => r.tag)).toEqual(["H", "C", "C", "B"]);
-    expect(taken).toEqual([s.pid]);
+    expect(taken).toEqual([[s.pid, 2]]);
     // An exit ends a walk that broke off before its B line: what it put in the map is taken then.
     s.emit({ tag: "H", pid: 8, targetId: 0, bias: 0, head: 0x20, memProfileRate: 1, cycle: 3 });
     s.emit({ tag: "X", pid: 8 });
-    expect(taken).toHaveLength(2);
+    expect(taken).toEqual([
+      [s.pid, 2],
+      [s.pid, undefined],
+    ]);
     // A process with no walk going on costs no map read at its exit.
     s.emit({ tag: "X", pid: 9 });
     expect(taken).toHaveLength(2);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { CaptureAssembler } from "../../src/capture/walk-capture.ts";
-import { madeUpWalk } from "../../src/cli/warm-up.ts";
+import { madeUpCounterEntries, madeUpWalk } from "../../src/cli/warm-up.ts";
+import { counterRecords } from "../../src/capture/counter-map.ts";
 import { parseBpftraceLine } from "../../src/stream/bpftrace-json.ts";
 import { parseRecord } from "../../src/stream/records.ts";
 
@@ -21,5 +22,15 @@ describe("the warm-up's made-up walk", () => {
       walkEnded: true,
     });
     expect(c.buckets.every((b) => b.stack.length === 16)).toBe(true);
+  });
+
+  test("its counter-map entries decode to the C records of its lines (the path bpftrace 0.27+ takes)", () => {
+    const lines = madeUpWalk(300)
+      .map((l) => parseBpftraceLine(l))
+      .flatMap((m) => (m.type === "printf" ? [parseRecord(m.data)] : []))
+      .filter((r) => r.tag === "C");
+    const { keys, values } = madeUpCounterEntries(300);
+    expect(lines).toHaveLength(300);
+    expect(counterRecords(keys, values, 300)).toEqual(lines);
   });
 });
