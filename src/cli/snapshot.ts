@@ -7,7 +7,7 @@ import { BadBinaryError, UserError } from "../errors.ts";
 import { EventWriter, nowIso, topSites } from "../output/events.ts";
 import { describeContainer, formatBytes, formatGoroutines, formatMemoryBreakdown } from "../output/format.ts";
 import { placementFields, readProcessPlacement } from "../cgroup/process-placement.ts";
-import { prepareOutDir } from "../output/profile-file.ts";
+import { prepareOutDir, writesSynced } from "../output/profile-file.ts";
 import { writeHeapProfile } from "../output/report-kill.ts";
 import { loadSymbolizer } from "../symbolize/load.ts";
 import { discoverGoTarget, DISABLED_HINT, UNKNOWN_LAYOUT_HINT } from "../gobinary/go-target.ts";
@@ -95,7 +95,9 @@ export async function snapshotCommand(flags: SnapshotFlags): Promise<number> {
       gaps,
       recordWords: target.memRecordWords,
       memory: { rssBytes, figures: memory },
+      onSyncFailed: (m) => log.warn(m),
     });
+    await writesSynced();
     events.emit({
       ...base,
       profile: path,

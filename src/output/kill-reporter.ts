@@ -9,6 +9,7 @@ import type { Symbolizer } from "../symbolize/types.ts";
 import { nowIso, type EventWriter, type KillEvent } from "./events.ts";
 import { containerLabels, defaultAppName, redactUrl, uploadProfile, type UploadTarget } from "./upload/index.ts";
 import { locationTableFor, reportKill, type PhaseTimes } from "./report-kill.ts";
+import { writesSynced } from "./profile-file.ts";
 import type { LocationTable } from "../profile/location-table.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { monotonicMs, nsToMs } from "../process/libc.ts";
@@ -111,6 +112,7 @@ export class KillReporter {
       noProfileReason: this.bpftraceLost ? `bpftrace exited early: ${this.bpftraceLost}` : (exec?.why ?? fallback?.why),
       base: this.o.baseAgeMs ? () => this.o.mirror?.base(pid, capture.firstSeenMs) : undefined,
       locations,
+      onSyncFailed: this.o.warn,
     });
     if (baseError) this.o.warn(`no base profile for pid ${pid}: ${baseError}`);
     this.o.verbose?.(captureTimeline(capture, phases) + (locations ? `; ${prepared!.done} stacks symbolized before death` : ""));
@@ -164,9 +166,9 @@ export class KillReporter {
     if ([...this.prepared.values()].some((p) => p.done < p.queue.length)) this.preparing = setImmediate(() => this.prepareSome());
   }
 
-  /** Resolves once every upload started so far has finished (or given up). */
+  /** Resolves once every upload started so far has finished (or given up), and every profile written is fsynced. */
   async flushUploads(): Promise<void> {
-    await Promise.all(this.uploads);
+    await Promise.all([...this.uploads, writesSynced()]);
   }
 
   private async send(target: UploadTarget, event: KillEvent): Promise<void> {

@@ -45,6 +45,8 @@ export interface KillContext {
   base?: () => BaseCounters | undefined;
   /** Its stacks' locations, prepared while it lived (locationTableFor's for its target and bias). */
   locations?: LocationTable;
+  /** Hears when a written profile could not be fsynced. */
+  onSyncFailed?: (message: string) => void;
 }
 
 export interface KillReport {
@@ -82,6 +84,8 @@ export interface HeapProfileInput {
   locations?: LocationTable;
   /** The layout of the buckets' counts: a walk's C records are always 8 words (WALK_COUNT_WORDS); the binary's own where they were read from its memory. */
   recordWords: MemRecordWords;
+  /** Hears when the written file could not be fsynced (see writeFileAtomic). */
+  onSyncFailed?: (message: string) => void;
 }
 
 /** Milliseconds spent in each step of turning records into a profile on disk, in order. */
@@ -140,7 +144,7 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   );
   p.phases?.mark("symbolize+pprof");
   const gz = encodeProfileGz(pprof, p.phases && ((step) => p.phases!.mark(step)));
-  const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz);
+  const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz, p.onSyncFailed);
   p.phases?.mark("write");
   const sites = allocationSites(samples, locations.symbolizer);
   p.phases?.mark("sites");
@@ -202,7 +206,16 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
     // The base profile takes the same path as the kill's, so that sample types, stacks and names match for -diff_base.
     // One table for both: the base's stacks are the kill's, symbolized once.
     const locations = ctx.locations ?? locationTableFor(t, ctx.symbolizer, c.header.bias);
-    const same = { target: t, symbolizer: ctx.symbolizer, outDir: ctx.outDir, pid: c.pid, comm, bias: c.header.bias, locations };
+    const same = {
+      target: t,
+      symbolizer: ctx.symbolizer,
+      outDir: ctx.outDir,
+      pid: c.pid,
+      comm,
+      bias: c.header.bias,
+      locations,
+      onSyncFailed: ctx.onSyncFailed,
+    };
     try {
       const written = writeHeapProfile({
         ...same,
