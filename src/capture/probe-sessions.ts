@@ -6,7 +6,7 @@ import type { GoTarget } from "../gobinary/go-target.ts";
 import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import type { GeneratedScript } from "../probes/generate.ts";
 import { sessionScript, type ScriptMode } from "../probes/session-script.ts";
-import type { WalkLimits } from "../probes/walk-templates.ts";
+import { BPFTRACE_DEFAULT_MAP_KEYS, type WalkLimits } from "../probes/walk-templates.ts";
 import { monotonicMs } from "../process/libc.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { CounterMapReader } from "./counter-map.ts";
@@ -71,7 +71,14 @@ export class ProbeSessions implements CaptureSource {
     private events: ProbeSessionEvents,
     startSession: SessionFactory = (spec, onRecord) =>
       new BpftraceSession(
-        { bpftracePath: host.path, script: spec.script.text, unsafe: spec.script.unsafe, canaryNonce: spec.canaryNonce, bufferPages: spec.bufferPages },
+        {
+          bpftracePath: host.path,
+          script: spec.script.text,
+          unsafe: spec.script.unsafe,
+          canaryNonce: spec.canaryNonce,
+          bufferPages: spec.bufferPages,
+          mapKeysMax: BPFTRACE_DEFAULT_MAP_KEYS,
+        },
         {
           onRecord,
           onBadRecord: (line, why) => events.onWarning(`unparseable probe record (${why}): ${line.slice(0, 120)}`),

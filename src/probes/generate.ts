@@ -62,10 +62,10 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   else if (opts.notifyExecs) parts.push(fill(PROBES.execNotify));
   // Exec predicates read the table too.
   const walked = targets.length > 0 || opts.growingTable || opts.followExecs !== undefined || opts.notifyExecs === "hold";
-  const counterMap = walked && walk.counterMapEntries !== undefined;
+  const counterMap = walked && walk.counterMap !== undefined;
   if (walked) {
     // A map's declaration comes before every probe.
-    if (counterMap) parts.splice(1, 0, fill(PROBES.counterMap, counterMapValues(walk)));
+    if (counterMap && walk.counterMap!.declared) parts.splice(1, 0, fill(PROBES.counterMap, counterMapValues(walk)));
     parts.push(...walkParts(opts, targets, walk));
   }
   if (opts.canary) parts.push(fill(PROBES.canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));
@@ -104,7 +104,15 @@ const BUCKET_VALUES = {
 
 /** The counter map's size, for the templates of a walk that has one. */
 function counterMapValues(walk: WalkVariant): { COUNTER_MAP_ENTRIES?: number } {
-  return walk.counterMapEntries ? { COUNTER_MAP_ENTRIES: walk.counterMapEntries } : {};
+  return walk.counterMap ? { COUNTER_MAP_ENTRIES: walk.counterMap.entries } : {};
+}
+
+/** COUNTER_STEP: the walk's printing step, inside the counter map's step where it has one. */
+function counterStep(walk: WalkVariant, printing: TrustedFragment): TrustedFragment {
+  const step = fill(printing, bucketValuesIn(printing));
+  if (!walk.counterMap) return step;
+  const mapped = PROBES.walkForMapCountersMap;
+  return fill(mapped, { ...bucketValuesIn(mapped), ...counterMapValues(walk) }, { COUNTER_PRINT_STEP: step });
 }
 
 /** The bucket offsets a walk template reads (each fill must have its placeholder). */
@@ -125,7 +133,7 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
     const attachName = comment(attach.name);
     const phase = walk.counterPhase;
     const counters: Record<string, TrustedFragment> = phase ? { COUNTER_PHASE: fill(phase.template, { ...phase.values, ...bucketValuesIn(phase.template) }) } : {};
-    if (walk.counterStep) counters.COUNTER_STEP = fill(walk.counterStep, { ...bucketValuesIn(walk.counterStep), ...counterMapValues(walk) });
+    if (walk.counterStep) counters.COUNTER_STEP = counterStep(walk, walk.counterStep);
     parts.push(fill(walk.template, { ...walk.values, ...bucketValuesIn(walk.template), ATTACH_NAME: attachName }, { ATTACH: attach.template, WALK_START: PROBES.walkStart, ...counters }));
     for (let copy = 0; copy < (phase?.extraProbes ?? 0); copy++) {
       parts.push(fill(PROBES.walkMoreCounters, { ATTACH_NAME: attachName }, { ATTACH: attach.template, ...counters }));
@@ -150,7 +158,7 @@ function walkParts(opts: ScriptOptions, targets: Array<[id: number, target: GoTa
   parts.push(
     fill(PROBES.exitMarker, {}, {
       GOROUTINES_CLEANUP: counted ? PROBES.goroutinesCleanup : EMPTY_FRAGMENT,
-      COUNTER_MAP_CLEANUP: walk.counterMapEntries ? PROBES.counterMapCleanup : EMPTY_FRAGMENT,
+      COUNTER_MAP_CLEANUP: walk.counterMap ? PROBES.counterMapCleanup : EMPTY_FRAGMENT,
     }),
   );
   return parts;

@@ -1,4 +1,4 @@
-import { WHILE_DEFAULTS } from "../../src/probes/walk-templates.ts";
+import { BPFTRACE_DEFAULT_MAP_KEYS, WHILE_DEFAULTS } from "../../src/probes/walk-templates.ts";
 import { beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
@@ -327,25 +327,39 @@ describe("generateScript", () => {
     expect(() => generateScript({ host: host("0.17.0", false), targets: [target], limits: { extraCounterProbes: 9 } })).toThrow("extraCounterProbes");
   });
 
-  test("0.27+: counters go into a map declared before every probe, sized by the limits; older releases print them", () => {
+  test("0.27+: counters go into a map declared before every probe, sized by the limits; past it, eight to a printf", () => {
     const newest = generateScript({ host: host("0.27.1", false), targets: [target], limits: { counterMapEntries: 90_000 } });
     expect(newest.counterMap).toBe(true);
     const first = newest.text.search(/^(tracepoint|uprobe|kprobe|BEGIN|interval|signal)/m);
     const declared = newest.text.indexOf("let @wc = hash(90000);");
     expect(declared).toBeGreaterThan(0);
     expect(declared).toBeLessThan(first);
-    // Within the map's size a bucket goes to the map; past it, a C line; the B line ends the list.
-    expect(newest.text).toContain("if (@wc_n[pid] < 90000) {");
+    // Within the map's size a bucket goes to the map; past it, C lines eight to a printf; the B line ends the list.
+    expect(newest.text).toContain("if ($cb != 0 && @wc_n[pid] < 90000) {");
+    const printing = newest.text.slice(newest.text.indexOf("} else {", newest.text.indexOf("@wc_n[pid] < 90000")));
+    expect(printing.indexOf("C %d %lx %lx %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu\\nC %d")).toBeGreaterThan(0);
     expect(newest.text).toContain('printf("B %d %d\\n", pid, @wc_n[pid]);');
     expect(newest.text).toContain("delete(@wc_n[args->pid]);");
     // No walk, no map: a script without targets has nothing to declare it for.
     const idle = generateScript({ host: host("0.27.1", false), targets: [] });
     expect(idle.counterMap).toBe(false);
     expect(idle.text).not.toContain("@wc");
-    for (const older of ["0.17.0", "0.23.0", "0.24.0"]) {
+    for (const older of ["0.17.0", "0.21.0", "0.22.0"]) {
       const s = generateScript({ host: host(older, false), targets: [target] });
       expect(s.counterMap).toBe(false);
       expect(s.text).not.toContain("@wc");
+    }
+  });
+
+  test("0.23-0.26: the same map, of bpftrace's default size and undeclared (they cannot size one)", () => {
+    for (const release of ["0.23.2", "0.26.0"]) {
+      const s = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 90_000 } });
+      expect(s.counterMap).toBe(true);
+      expect(s.text).not.toContain("let @wc");
+      expect(s.text).toContain(`if ($cb != 0 && @wc_n[pid] < ${BPFTRACE_DEFAULT_MAP_KEYS}) {`);
+      // A smaller size asked for is kept (the tests' overflow knob).
+      const small = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 1000 } });
+      expect(small.text).toContain("if ($cb != 0 && @wc_n[pid] < 1000) {");
     }
   });
 
