@@ -42,13 +42,18 @@ export interface KillReporterOptions {
 
 const SYMBOLIZERS_KEPT = 4;
 /**
- * Below this many mirrored buckets a profile's locations are built at death in about
- * 10 ms or less, and watch prepares nothing for the process: a table for every small Go
- * process on a host would be held for processes that may never die. Its binary's symbol
- * tables are still read ahead (they are mapped, not copied: see mapFile), while fewer
- * than SYMBOLIZERS_KEPT are.
+ * From this many mirrored buckets a process's stacks are always symbolized ahead (at
+ * 3,000 buckets, building its locations at death took 14-23 ms).
  */
 export const PREPARE_MIN_BUCKETS = 5000;
+/**
+ * Smaller processes are prepared too while their stacks together stay under this: a
+ * table costs about 300 bytes a stack (950 KiB for 3,000 of manystacks'), so this
+ * bounds what a host of many small Go programs makes watch hold, at a few MiB. Past it,
+ * their binary's tables are still read ahead (mapped, not copied: see mapFile) while
+ * fewer than SYMBOLIZERS_KEPT are.
+ */
+const SMALL_PREPARED_STACKS = 20_000;
 /** Stacks of a binary's first process symbolized, and dropped, when its tables are read ahead. */
 const WARM_STACKS = 256;
 /** Stacks symbolized per turn of the event loop, so that a kill's records never wait long behind them. */
@@ -65,6 +70,8 @@ interface Prepared {
   queue: Array<readonly number[]>;
   /** How far into queue the stacks are symbolized. */
   done: number;
+  /** Under PREPARE_MIN_BUCKETS: counted against SMALL_PREPARED_STACKS. */
+  small: boolean;
 }
 
 /**
@@ -78,6 +85,8 @@ export class KillReporter {
   private prepared = new Map<number, Prepared>();
   private preparing: ReturnType<typeof setImmediate> | undefined;
   private preloading = new Set<GoTarget>();
+  /** Stacks queued for processes prepared under PREPARE_MIN_BUCKETS. */
+  private smallStacks = 0;
   private style = terminalStyle(process.stderr);
   bpftraceLost: string | undefined;
 
@@ -126,8 +135,8 @@ export class KillReporter {
   }
 
   /**
-   * Symbolizes the stacks the live mirror found for pid, a slice at a time, once it has
-   * enough of them for that to matter at its death (the mirror's onFound).
+   * Symbolizes the stacks the live mirror found for pid, a slice at a time (the mirror's
+   * onFound): from PREPARE_MIN_BUCKETS, or below it within SMALL_PREPARED_STACKS.
    */
   prepare(pid: number, found: MirrorFound): void {
     let p = this.prepared.get(pid);
@@ -135,17 +144,24 @@ export class KillReporter {
     p = this.prepared.get(pid);
     if (!p) {
       if (this.reported.has(pid)) return;
-      if (found.total < (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS)) return this.preloadSoon(found);
-      // From the threshold on: every stack mirrored so far, not only this pass's.
+      const small = found.total < (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS);
+      if (small && this.smallStacks + found.total > SMALL_PREPARED_STACKS) return this.preloadSoon(found);
+      // Every stack mirrored so far, not only this pass's.
       const all = this.o.mirror ? [...this.o.mirror.buckets(pid).values()] : found.buckets;
-      p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0 };
+      p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0, small };
+      if (small) this.smallStacks += p.queue.length;
       this.prepared.set(pid, p);
-    } else for (const b of found.buckets) p.queue.push(b.stack);
+    } else {
+      for (const b of found.buckets) p.queue.push(b.stack);
+      if (p.small) this.smallStacks += found.buckets.length;
+    }
     this.preparing ??= setImmediate(() => this.prepareSome());
   }
 
   /** Drops what was prepared for pid (it was reported, or the mirror forgot it). */
   forget(pid: number): void {
+    const p = this.prepared.get(pid);
+    if (p?.small) this.smallStacks -= p.queue.length;
     this.prepared.delete(pid);
   }
 

@@ -19,6 +19,7 @@ describe("oomprof watch's live mirror", () => {
   let watch: ReturnType<typeof Bun.spawn>;
   let idle: ReturnType<typeof Bun.spawn>;
   let lines: LineReader;
+  let log: LineReader;
   let stream: string;
   let manystacks: string;
 
@@ -30,12 +31,13 @@ describe("oomprof watch's live mirror", () => {
     Bun.spawnSync(["chmod", "+x", manystacks]);
     // One idle copy, so the binary is walked from the start.
     idle = Bun.spawn([manystacks], { env: { ...process.env, STACKS: "10", LIVE_MS: "600000" }, stdout: "ignore", stderr: "ignore" });
-    watch = Bun.spawn([...oomprofArgv(), "watch", "--out", dir, "--events", "-"], {
+    watch = Bun.spawn([...oomprofArgv(), "watch", "--verbose", "--out", dir, "--events", "-"], {
       env: { ...process.env, OOMPROF_RECORD_STREAM: stream, OOMPROF_PRUNE_CHECK_MS: "600000" },
       stdout: "pipe",
       stderr: "pipe",
     });
     lines = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
+    log = new LineReader(watch.stderr as ReadableStream<Uint8Array>);
     await lines.waitFor((l) => l.includes('"event":"ready"') && l.includes('"go_processes":1'), 60_000);
   });
 
@@ -57,5 +59,10 @@ describe("oomprof watch's live mirror", () => {
     // Every bucket's counters, as C lines or (0.23+) through the walk's map.
     expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
     expect(sent.stacks.size).toBeLessThan(100);
+    // Under 5,000 buckets, and the only process with stacks to hold: its stacks were
+    // symbolized while it lived (SMALL_PREPARED_STACKS), not at its death.
+    const timeline = await log.waitFor((l) => l.includes(`capture of pid ${kill.pid}:`), 10_000);
+    const ahead = /; (\d+) stacks symbolized before death/.exec(timeline);
+    expect(Number(ahead?.[1])).toBeGreaterThanOrEqual(3000);
   });
 });
