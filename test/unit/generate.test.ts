@@ -335,11 +335,14 @@ describe("generateScript", () => {
     expect(declared).toBeGreaterThan(0);
     expect(declared).toBeLessThan(first);
     // Within the map's size a bucket goes to the map; past it, C lines eight to a printf; the B line ends the list.
-    expect(newest.text).toContain("if ($cb != 0 && @wc_n[pid] < 90000) {");
+    expect(newest.text).toContain("if ($cb != 0 && @wc_full[pid] == 0 && @wc_n[pid] < 90000) {");
     const printing = newest.text.slice(newest.text.indexOf("} else {", newest.text.indexOf("@wc_n[pid] < 90000")));
     expect(printing.indexOf("C %d %lx %lx %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu\\nC %d")).toBeGreaterThan(0);
     expect(newest.text).toContain('printf("B %d %d\\n", pid, @wc_n[pid]);');
     expect(newest.text).toContain("delete(@wc_n[args->pid]);");
+    // A map filled by walks dying together: an update that did not land is read back as such, and printed.
+    expect(newest.text).toContain("if (@wc[(uint64)pid, $cb].1 != 0) {");
+    expect(newest.text).toContain("delete(@wc_full[args->pid]);");
     // No walk, no map: a script without targets has nothing to declare it for.
     const idle = generateScript({ host: host("0.27.1", false), targets: [] });
     expect(idle.counterMap).toBe(false);
@@ -356,10 +359,10 @@ describe("generateScript", () => {
       const s = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 90_000 } });
       expect(s.counterMap).toBe(true);
       expect(s.text).not.toContain("let @wc");
-      expect(s.text).toContain(`if ($cb != 0 && @wc_n[pid] < ${BPFTRACE_DEFAULT_MAP_KEYS}) {`);
+      expect(s.text).toContain(`if ($cb != 0 && @wc_full[pid] == 0 && @wc_n[pid] < ${BPFTRACE_DEFAULT_MAP_KEYS}) {`);
       // A smaller size asked for is kept (the tests' overflow knob).
       const small = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 1000 } });
-      expect(small.text).toContain("if ($cb != 0 && @wc_n[pid] < 1000) {");
+      expect(small.text).toContain("if ($cb != 0 && @wc_full[pid] == 0 && @wc_n[pid] < 1000) {");
     }
   });
 
