@@ -6,7 +6,7 @@ import type { GoTarget } from "../gobinary/go-target.ts";
 import { versionAtLeast, type BpftraceHost } from "../probes/bpftrace-host.ts";
 import type { GeneratedScript } from "../probes/generate.ts";
 import { sessionScript, type ScriptMode } from "../probes/session-script.ts";
-import { BPFTRACE_DEFAULT_MAP_KEYS, type WalkLimits } from "../probes/walk-templates.ts";
+import type { WalkLimits } from "../probes/walk-templates.ts";
 import { monotonicMs } from "../process/libc.ts";
 import { pageOutCompiler } from "../process/pageout.ts";
 import { CounterMapReader } from "./counter-map.ts";
@@ -77,7 +77,6 @@ export class ProbeSessions implements CaptureSource {
           unsafe: spec.script.unsafe,
           canaryNonce: spec.canaryNonce,
           bufferPages: spec.bufferPages,
-          mapKeysMax: BPFTRACE_DEFAULT_MAP_KEYS,
         },
         {
           onRecord,

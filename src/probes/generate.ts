@@ -65,7 +65,7 @@ export function generateScript(opts: ScriptOptions): GeneratedScript {
   const counterMap = walked && walk.counterMap !== undefined;
   if (walked) {
     // A map's declaration comes before every probe.
-    if (counterMap && walk.counterMap!.declared) parts.splice(1, 0, fill(PROBES.counterMap, counterMapValues(walk)));
+    if (counterMap) parts.splice(1, 0, fill(PROBES.counterMap, counterMapValues(walk)));
     parts.push(...walkParts(opts, targets, walk));
   }
   if (opts.canary) parts.push(fill(PROBES.canary, { OOMPROF_PID: opts.canary.pid, NONCE: opts.canary.nonce }));

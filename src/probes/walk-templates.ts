@@ -18,9 +18,8 @@ export interface WalkLimits {
    */
   loopKeys: number;
   /**
-   * for-map walk with a counter map: the buckets @wc holds (counter-map.bt), on 0.27+;
-   * a longer list prints the rest as C lines. 0.23-0.26 cannot size a map: theirs
-   * holds at most BPFTRACE_DEFAULT_MAP_KEYS.
+   * for-map walk with a counter map (0.27+): the buckets @wc holds (counter-map.bt);
+   * a longer list prints the rest as C lines.
    */
   counterMapEntries: number;
 }
@@ -33,10 +32,9 @@ export interface WalkVariant {
   counterStep?: TrustedFragment;
   /**
    * for-map: counters go into a map of this many entries first (for-map-counters-map.bt,
-   * with counterStep for the rest), read by oomprof at the B line. `declared`: the
-   * script declares its size (counter-map.bt); else it is bpftrace's default.
+   * with counterStep for the rest), read by oomprof at the B line.
    */
-  counterMap?: { entries: number; declared: boolean };
+  counterMap?: { entries: number };
   /** while: the counter phase (included in the walk, and repeated by `extraProbes` probes of its own). */
   counterPhase?: { template: TrustedFragment; values: Record<string, number>; extraProbes: number };
 }
@@ -53,13 +51,6 @@ export interface WalkVariant {
  */
 export const WHILE_DEFAULTS: WalkLimits = { counterIterations: 4000, stackIterations: 400, extraCounterProbes: 0, loopKeys: 100, counterMapEntries: 65_536 };
 
-/**
- * How many keys a map holds that the script does not size: bpftrace's default
- * (max_map_keys), which oomprof passes as BPFTRACE_MAP_KEYS_MAX so that a user's
- * setting cannot shrink the counter map under the walk.
- */
-export const BPFTRACE_DEFAULT_MAP_KEYS = 4096;
-
 export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits> = {}): WalkVariant {
   const l = { ...WHILE_DEFAULTS, ...limits };
   // for-map.bt keeps to 0.21's for-loop rules (loop bodies read maps, never outer
@@ -68,15 +59,16 @@ export function chooseWalk(version: BpftraceVersion, limits: Partial<WalkLimits>
   if (versionAtLeast(version, 0, 21)) {
     if (!Number.isInteger(l.loopKeys) || l.loopKeys < 1 || l.loopKeys > 100) throw new Error(`loopKeys must be 1-100, got ${l.loopKeys}`);
     const values = { ITER_KEYS: l.loopKeys };
-    // 0.21-0.22: one bucket to a printf, no map (neither tried).
-    if (!versionAtLeast(version, 0, 23)) return { name: "for-map", template: PROBES.walkForMap, values, counterStep: PROBES.walkForMapCounters };
-    if (!Number.isInteger(l.counterMapEntries) || l.counterMapEntries < 1) throw new Error(`counterMapEntries must be a positive integer, got ${l.counterMapEntries}`);
-    // Counters through a map, then eight buckets to a printf. 0.27 is the oldest
-    // bpftrace tried that declares a map's size (`let @wc = hash(N)`): 0.23 has no such
-    // syntax, and 0.24-0.26 were not tried.
-    const declared = versionAtLeast(version, 0, 27);
-    const entries = declared ? l.counterMapEntries : Math.min(l.counterMapEntries, BPFTRACE_DEFAULT_MAP_KEYS);
-    return { name: "for-map", template: PROBES.walkForMap, values, counterStep: PROBES.walkForMapCounters8, counterMap: { entries, declared } };
+    // Counters through a map from 0.27, the oldest bpftrace tried that declares a map's
+    // size (`let @wc = hash(N)`; 0.23 has no such syntax, 0.24-0.26 were not tried);
+    // past the map, eight buckets to a printf as on 0.23.
+    if (versionAtLeast(version, 0, 27)) {
+      if (!Number.isInteger(l.counterMapEntries) || l.counterMapEntries < 1) throw new Error(`counterMapEntries must be a positive integer, got ${l.counterMapEntries}`);
+      return { name: "for-map", template: PROBES.walkForMap, values, counterStep: PROBES.walkForMapCounters8, counterMap: { entries: l.counterMapEntries } };
+    }
+    // Eight buckets to a printf from 0.23, the oldest for-map bpftrace tried with it.
+    const counterStep = versionAtLeast(version, 0, 23) ? PROBES.walkForMapCounters8 : PROBES.walkForMapCounters;
+    return { name: "for-map", template: PROBES.walkForMap, values, counterStep };
   }
   // 0.21+ compiles `while` into code the verifier explores far more of: on 0.23 the
   // while walk loads at 250 iterations and fails at 500 ("BPF program is too large").

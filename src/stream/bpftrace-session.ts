@@ -23,8 +23,6 @@ export interface SessionOptions {
   unsafe?: boolean;
   /** Per-CPU perf buffer pages (0.17-0.18) or ring buffer pages (0.19+). */
   bufferPages?: number;
-  /** Keys of a map the script does not size (BPFTRACE_MAP_KEYS_MAX), whatever the user's environment says. */
-  mapKeysMax?: number;
   /** How long to wait for the probes to attach; the verifier can take seconds on big loops. */
   attachTimeoutMs?: number;
   /**
@@ -57,7 +55,6 @@ export class BpftraceSession {
     writeFileSync(scriptPath, opts.script, { mode: 0o600 });
     const env: Record<string, string> = { ...process.env } as Record<string, string>;
     if (opts.bufferPages) env.BPFTRACE_PERF_RB_PAGES = String(opts.bufferPages);
-    if (opts.mapKeysMax) env.BPFTRACE_MAP_KEYS_MAX = String(opts.mapKeysMax);
     this.proc = Bun.spawn(dieWithParent([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath]), {
       stdout: "pipe",
       stderr: "pipe",

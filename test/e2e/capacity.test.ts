@@ -43,13 +43,13 @@ describe(`a Go process with ${STACKS} distinct allocation stacks`, () => {
     // 3,000 buckets that live 2 s (the mirror reads them within 250 ms), then a leak:
     // only the buckets made after the mirror's last pass need their stacks sent.
     const { kill, sent } = await killWith3000Stacks({ LIVE_MS: "2000" });
-    // Every bucket's counters, as C lines or (0.23+) through the walk's map.
+    // Every bucket's counters, as C lines or (0.27+) through the walk's map.
     expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
     // At most the few buckets made since the mirror's last pass (the leak's own), not 3,000.
     expect(sent.stacks.size).toBeLessThan(100);
   });
 
-  test("a list longer than the walk's counter map (0.23+) sends the rest as C lines, and arrives whole", async () => {
+  test("a list longer than the walk's counter map (0.27+) sends the rest as C lines, and arrives whole", async () => {
     const { kill, sent } = await killWith3000Stacks({ OOMPROF_COUNTER_MAP_ENTRIES: "1000" });
     // A bpftrace with the map fills it, then prints; an older one prints every bucket.
     if (sent.inMap) expect(sent.inMap).toBe(1000);

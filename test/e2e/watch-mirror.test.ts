@@ -56,7 +56,7 @@ describe("oomprof watch's live mirror", () => {
     expect(kill.complete).toBe(true);
     expect(kill.buckets).toBeGreaterThanOrEqual(3000);
     const sent = bucketsSent(stream, kill.pid);
-    // Every bucket's counters, as C lines or (0.23+) through the walk's map.
+    // Every bucket's counters, as C lines or (0.27+) through the walk's map.
     expect(sent.counters.size + sent.inMap).toBe(kill.buckets);
     expect(sent.stacks.size).toBeLessThan(100);
     // Under 5,000 buckets, and the only process with stacks to hold: its stacks were

@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 /**
  * The buckets whose counters (C) and stacks (S) a recorded stream (OOMPROF_RECORD_STREAM)
  * carried for pid. One printf may carry several records: the walk prints three buckets'
- * counters at once on bpftrace 0.17-0.20, eight from 0.23. From 0.23 counters go through
- * the walk's map first, and its B line says how many (inMap).
+ * counters at once on bpftrace 0.17-0.20, eight from 0.23. From 0.27 counters go through
+ * the walk's map instead, and its B line says how many (inMap).
  */
 export function bucketsSent(file: string, pid: number): { counters: Set<string>; stacks: Set<string>; inMap: number } {
   const sent = { counters: new Set<string>(), stacks: new Set<string>(), inMap: 0 };
@@ -12,7 +12,7 @@ export function bucketsSent(file: string, pid: number): { counters: Set<string>;
     const msg = line.startsWith("{") ? (JSON.parse(line) as { type?: string; data?: unknown }) : undefined;
     if (msg?.type !== "printf" || typeof msg.data !== "string") continue;
     for (const record of msg.data.split("\n")) {
-      // 0.23+: the walk put this many buckets' counters in its map (probes/walk/for-map-counters-map.bt).
+      // 0.27+: the walk put this many buckets' counters in its map (probes/walk/counter-map.bt).
       const b = /^B (\d+) (\d+)$/.exec(record);
       if (b && Number(b[1]) === pid) sent.inMap += Number(b[2]);
       const m = /^([CS]) (\d+) ([0-9a-f]+) /.exec(record);

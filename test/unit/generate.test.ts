@@ -1,4 +1,4 @@
-import { BPFTRACE_DEFAULT_MAP_KEYS, WHILE_DEFAULTS } from "../../src/probes/walk-templates.ts";
+import { WHILE_DEFAULTS } from "../../src/probes/walk-templates.ts";
 import { beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
@@ -347,22 +347,10 @@ describe("generateScript", () => {
     const idle = generateScript({ host: host("0.27.1", false), targets: [] });
     expect(idle.counterMap).toBe(false);
     expect(idle.text).not.toContain("@wc");
-    for (const older of ["0.17.0", "0.21.0", "0.22.0"]) {
+    for (const older of ["0.17.0", "0.21.0", "0.23.2", "0.26.0"]) {
       const s = generateScript({ host: host(older, false), targets: [target] });
       expect(s.counterMap).toBe(false);
       expect(s.text).not.toContain("@wc");
-    }
-  });
-
-  test("0.23-0.26: the same map, of bpftrace's default size and undeclared (they cannot size one)", () => {
-    for (const release of ["0.23.2", "0.26.0"]) {
-      const s = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 90_000 } });
-      expect(s.counterMap).toBe(true);
-      expect(s.text).not.toContain("let @wc");
-      expect(s.text).toContain(`if ($cb != 0 && @wc_full[pid] == 0 && @wc_n[pid] < ${BPFTRACE_DEFAULT_MAP_KEYS}) {`);
-      // A smaller size asked for is kept (the tests' overflow knob).
-      const small = generateScript({ host: host(release, false), targets: [target], limits: { counterMapEntries: 1000 } });
-      expect(small.text).toContain("if ($cb != 0 && @wc_full[pid] == 0 && @wc_n[pid] < 1000) {");
     }
   });
 
