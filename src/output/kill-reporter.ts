@@ -154,6 +154,11 @@ export class KillReporter {
     } else {
       for (const b of found.buckets) p.queue.push(b.stack);
       if (p.small) this.smallStacks += found.buckets.length;
+      // Grown past the threshold: it would be prepared anyway, and no longer spends the budget.
+      if (p.small && p.queue.length >= (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS)) {
+        this.smallStacks -= p.queue.length;
+        p.small = false;
+      }
     }
     this.preparing ??= setImmediate(() => this.prepareSome());
   }
