@@ -27,6 +27,8 @@ export interface Config {
   markVictim: "pid-only" | undefined;
   /** OOMPROF_COUNTER_MAP_ENTRIES: the walk's counter map (bpftrace 0.27+) this size, not the buckets expected (tests its overflow). */
   counterMapEntries: number | undefined;
+  /** OOMPROF_NEW_BINARY_DELAY_MS: a new binary's walk goes live this much later (tests the report of a victim killed before it was). */
+  newBinaryDelayMs: number | undefined;
   /** NO_COLOR: no colours on a terminal. */
   noColor: boolean;
   /** One line per variable that was set to something unusable and so ignored. */
@@ -48,6 +50,7 @@ const Env = z.object({
   OOMPROF_RECORD_STREAM: z.string().optional(),
   OOMPROF_MARK_VICTIM: z.literal("pid-only", { error: "the only value is pid-only" }).optional(),
   OOMPROF_COUNTER_MAP_ENTRIES: z.coerce.number({ error: "not a number" }).int("must be a whole number").positive("must be more than 0").optional(),
+  OOMPROF_NEW_BINARY_DELAY_MS: TimerMillis.optional(),
   NO_COLOR: z.string().optional(),
 });
 
@@ -87,6 +90,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     recordStream: v.OOMPROF_RECORD_STREAM,
     markVictim: v.OOMPROF_MARK_VICTIM,
     counterMapEntries: v.OOMPROF_COUNTER_MAP_ENTRIES,
+    newBinaryDelayMs: v.OOMPROF_NEW_BINARY_DELAY_MS,
     noColor: v.NO_COLOR !== undefined,
     warnings,
   };

@@ -1,4 +1,5 @@
 import { readlinkSync, statSync } from "node:fs";
+import { config } from "../config.ts";
 import { BadBinaryError } from "../errors.ts";
 import { discoverGoTarget, type GoTarget } from "../gobinary/go-target.ts";
 
@@ -181,6 +182,8 @@ export class BinaryRegistry {
     try {
       // Read through /proc so a binary replaced or deleted on disk is still the one that runs.
       const target = await discoverGoTarget(`/proc/${pid}/exe`);
+      const delay = config().newBinaryDelayMs;
+      if (delay) await Bun.sleep(delay);
       // It may have exec'd between the check and the open (a shell that execs the Go
       // program it started: the test suite once got a target named /usr/bin/dash).
       if (target.inode !== inode) {

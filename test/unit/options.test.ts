@@ -181,6 +181,7 @@ describe("config", () => {
       recordStream: undefined,
       markVictim: undefined,
       counterMapEntries: undefined,
+      newBinaryDelayMs: undefined,
       noColor: false,
       warnings: [],
     });
@@ -197,6 +198,7 @@ describe("config", () => {
       OOMPROF_RECORD_STREAM: "/tmp/stream.ndjson",
       OOMPROF_MARK_VICTIM: "pid-only",
       OOMPROF_COUNTER_MAP_ENTRIES: "1000",
+      OOMPROF_NEW_BINARY_DELAY_MS: "2500",
       NO_COLOR: "1",
     });
     expect(c).toEqual({
@@ -209,6 +211,7 @@ describe("config", () => {
       recordStream: "/tmp/stream.ndjson",
       markVictim: "pid-only",
       counterMapEntries: 1000,
+      newBinaryDelayMs: 2500,
       noColor: true,
       warnings: [],
     });
