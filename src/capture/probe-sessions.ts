@@ -71,13 +71,7 @@ export class ProbeSessions implements CaptureSource {
     private events: ProbeSessionEvents,
     startSession: SessionFactory = (spec, onRecord) =>
       new BpftraceSession(
-        {
-          bpftracePath: host.path,
-          script: spec.script.text,
-          unsafe: spec.script.unsafe,
-          canaryNonce: spec.canaryNonce,
-          bufferPages: spec.bufferPages,
-        },
+        { bpftracePath: host.path, script: spec.script.text, unsafe: spec.script.unsafe, canaryNonce: spec.canaryNonce, bufferPages: spec.bufferPages },
         {
           onRecord,
           onBadRecord: (line, why) => events.onWarning(`unparseable probe record (${why}): ${line.slice(0, 120)}`),
