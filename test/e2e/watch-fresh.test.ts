@@ -5,9 +5,9 @@ import { DISABLED_HINT } from "../../src/gobinary/go-target.ts";
 import type { KillEvent } from "../../src/output/events.ts";
 import { testCgroup } from "../helpers/cgroup.ts";
 import { buildGoProgram } from "../helpers/go.ts";
-import { LineReader } from "../helpers/lines.ts";
-import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
-import { oomKillEvent } from "../helpers/watch.ts";
+import type { LineReader } from "../helpers/lines.ts";
+import { tempDir } from "../helpers/oomprof.ts";
+import { oomKillEvent, startWatch, type RunningWatch } from "../helpers/watch.ts";
 
 /**
  * No blind spot: under plain `watch` (nothing held at exec), a Go binary watch has never
@@ -20,22 +20,19 @@ const LIMIT = 64 << 20;
 /** The leaker without pauses, leaking 1 MiB a step, fills 64 MiB in a few hundred ms. */
 const FAST = { STEP_SLEEP_US: "0", LEAK_KIB: "1024" };
 
-let watch: ReturnType<typeof Bun.spawn>;
+let watch: RunningWatch;
 let events: LineReader;
 let stderr: LineReader;
 const dir = tempDir();
 
 beforeAll(async () => {
   await buildGoProgram("leaker");
-  watch = Bun.spawn([...oomprofArgv(), "watch", "--out", dir, "--events", "-", "--verbose"], { stdout: "pipe", stderr: "pipe" });
-  events = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
-  stderr = new LineReader(watch.stderr as ReadableStream<Uint8Array>);
-  await events.waitFor((l) => l.includes('"event":"ready"'), 60_000);
+  watch = await startWatch(dir, ["--verbose"]);
+  ({ events, stderr } = watch);
 }, 120_000);
 
 afterAll(async () => {
-  watch.kill("SIGTERM");
-  await watch.exited;
+  await watch.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { buildGoProgram } from "../helpers/go.ts";
-import { LineReader } from "../helpers/lines.ts";
-import { oomprofArgv, tempDir } from "../helpers/oomprof.ts";
-import { oomKilledUnderWatch } from "../helpers/watch.ts";
+import type { LineReader } from "../helpers/lines.ts";
+import { tempDir } from "../helpers/oomprof.ts";
+import { oomKilledUnderWatch, startWatch, type RunningWatch } from "../helpers/watch.ts";
 
 /**
  * A Go program OOM-killed before watch made its walk live has no profile, and its event
@@ -14,24 +14,18 @@ import { oomKilledUnderWatch } from "../helpers/watch.ts";
  * (OOMPROF_NEW_BINARY_DELAY_MS), far longer than the leaker lives.
  */
 
-let watch: ReturnType<typeof Bun.spawn>;
+let watch: RunningWatch;
 let events: LineReader;
 const dir = tempDir();
 
 beforeAll(async () => {
   await buildGoProgram("leaker");
-  watch = Bun.spawn([...oomprofArgv(), "watch", "--out", dir, "--events", "-"], {
-    env: { ...process.env, OOMPROF_NEW_BINARY_DELAY_MS: "5000" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  events = new LineReader(watch.stdout as ReadableStream<Uint8Array>);
-  await events.waitFor((l) => l.includes('"event":"ready"'), 60_000);
+  watch = await startWatch(dir, [], { OOMPROF_NEW_BINARY_DELAY_MS: "5000" });
+  events = watch.events;
 }, 120_000);
 
 afterAll(async () => {
-  watch.kill("SIGTERM");
-  await watch.exited;
+  await watch.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
