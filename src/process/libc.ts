@@ -1,9 +1,9 @@
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { dlopen, FFIType, ptr, read, toArrayBuffer } from "bun:ffi";
 
 /**
  * libc's syscall(2) and errno, through bun:ffi, for the few system calls Bun has no API
- * for (pidfd_open, process_madvise, bpf). Loaded on first use; undefined where libc.so.6
- * cannot be loaded (a musl host), and callers then say what they could not do.
+ * for (pidfd_open, process_madvise, bpf), and mmap. Loaded on first use; undefined where
+ * libc.so.6 cannot be loaded (a musl host), and callers then say what they could not do.
  */
 function openLibc() {
   return dlopen("libc.so.6", {
@@ -11,6 +11,8 @@ function openLibc() {
     __errno_location: { args: [], returns: FFIType.ptr },
     clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
+    mmap: { args: [FFIType.u64, FFIType.u64, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i64], returns: FFIType.u64 },
+    munmap: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   });
 }
 
@@ -74,4 +76,24 @@ const SC_PAGESIZE = 30;
 export function pageSize(): number {
   const size = Number(loaded()?.symbols.sysconf(SC_PAGESIZE) ?? 0);
   return size > 0 ? size : 4096;
+}
+
+/** bun:ffi's toArrayBuffer with its deallocator, called as deallocator(ptr, context) once the buffer is collected (not in bun-types). */
+type ToArrayBufferFreed = (ptr: number, byteOffset: number, byteLength: number, context: number, deallocator: unknown) => ArrayBuffer;
+
+const PROT_READ = 1;
+const MAP_PRIVATE = 2;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/**
+ * The first `size` bytes of fd's file, mapped read-only and private; undefined without
+ * libc or when mmap fails. munmap is the buffer's deallocator, with the length as its
+ * context: the mapping goes when the buffer is collected.
+ */
+export function mapReadOnly(fd: number, size: number): ArrayBuffer | undefined {
+  const l = loaded();
+  if (!l) return undefined;
+  const addr = BigInt(l.symbols.mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0));
+  if (addr === MAP_FAILED) return undefined;
+  return (toArrayBuffer as ToArrayBufferFreed)(Number(addr), 0, size, size, (l.symbols.munmap as unknown as { ptr: number }).ptr);
 }
