@@ -70,8 +70,6 @@ interface Prepared {
   queue: Array<readonly number[]>;
   /** How far into queue the stacks are symbolized. */
   done: number;
-  /** Under PREPARE_MIN_BUCKETS: counted against SMALL_PREPARED_STACKS. */
-  small: boolean;
 }
 
 /**
@@ -85,8 +83,6 @@ export class KillReporter {
   private prepared = new Map<number, Prepared>();
   private preparing: ReturnType<typeof setImmediate> | undefined;
   private preloading = new Set<GoTarget>();
-  /** Stacks queued for processes prepared under PREPARE_MIN_BUCKETS. */
-  private smallStacks = 0;
   private style = terminalStyle(process.stderr);
   bpftraceLost: string | undefined;
 
@@ -144,29 +140,28 @@ export class KillReporter {
     p = this.prepared.get(pid);
     if (!p) {
       if (this.reported.has(pid)) return;
-      const small = found.total < (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS);
-      if (small && this.smallStacks + found.total > SMALL_PREPARED_STACKS) return this.preloadSoon(found);
+      const min = this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS;
+      if (found.total < min && this.smallStacks(min) + found.total > SMALL_PREPARED_STACKS) return this.preloadSoon(found);
       // Every stack mirrored so far, not only this pass's.
       const all = this.o.mirror ? [...this.o.mirror.buckets(pid).values()] : found.buckets;
-      p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0, small };
-      if (small) this.smallStacks += p.queue.length;
+      p = { target: found.target, bias: found.bias, queue: all.map((b) => b.stack), done: 0 };
       this.prepared.set(pid, p);
-    } else {
-      for (const b of found.buckets) p.queue.push(b.stack);
-      if (p.small) this.smallStacks += found.buckets.length;
-      // Grown past the threshold: it would be prepared anyway, and no longer spends the budget.
-      if (p.small && p.queue.length >= (this.o.prepareMinBuckets ?? PREPARE_MIN_BUCKETS)) {
-        this.smallStacks -= p.queue.length;
-        p.small = false;
-      }
-    }
+    } else for (const b of found.buckets) p.queue.push(b.stack);
     this.preparing ??= setImmediate(() => this.prepareSome());
+  }
+
+  /**
+   * Stacks prepared for processes still under `min` buckets: what SMALL_PREPARED_STACKS
+   * bounds. One that has grown past it would be prepared anyway, and no longer counts.
+   */
+  private smallStacks(min: number): number {
+    let stacks = 0;
+    for (const p of this.prepared.values()) if (p.queue.length < min) stacks += p.queue.length;
+    return stacks;
   }
 
   /** Drops what was prepared for pid (it was reported, or the mirror forgot it). */
   forget(pid: number): void {
-    const p = this.prepared.get(pid);
-    if (p?.small) this.smallStacks -= p.queue.length;
     this.prepared.delete(pid);
   }
 
