@@ -12,9 +12,10 @@ export interface ExecInfo {
 
 let collecting: ReturnType<typeof setTimeout> | undefined;
 /**
- * The whole binary was read; let a long-running watch give that memory back soon rather
- * than whenever the collector next runs. Not at once: a full collection takes 15-80 ms,
- * and the caller is about to make the binary's walk live.
+ * The binary was mapped (or, without mmap, read whole): let a long-running watch give
+ * the mapping (unmapped when its buffer is collected, see mapFile) or the copy back soon
+ * rather than whenever the collector next runs. Not at once: a full collection took
+ * 15-80 ms with read binaries, and the caller is about to make the binary's walk live.
  */
 function collectSoon(): void {
   collecting ??= setTimeout(() => {
