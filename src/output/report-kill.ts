@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { pageSize } from "../process/libc.ts";
 import type { ProcessCapture } from "../capture/walk-capture.ts";
 import { placementFields, type ProcessPlacement } from "../cgroup/process-placement.ts";
@@ -47,6 +48,8 @@ export interface KillContext {
   locations?: LocationTable;
   /** Hears when a written profile could not be fsynced. */
   onSyncFailed?: (message: string) => void;
+  /** Do everything but write: a rehearsal on made-up counters (see KillReporter.rehearse). */
+  rehearsal?: boolean;
 }
 
 export interface KillReport {
@@ -86,6 +89,8 @@ export interface HeapProfileInput {
   recordWords: MemRecordWords;
   /** Hears when the written file could not be fsynced (see writeFileAtomic). */
   onSyncFailed?: (message: string) => void;
+  /** Build and encode the profile, but write nothing (the path returned is where it would be). */
+  rehearsal?: boolean;
 }
 
 /** Milliseconds spent in each step of turning records into a profile on disk, in order. */
@@ -144,7 +149,8 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   );
   p.phases?.mark("symbolize+pprof");
   const gz = encodeProfileGz(pprof, p.phases && ((step) => p.phases!.mark(step)));
-  const path = writeFileAtomic(p.outDir, p.name ?? profileFileName(p.comm, p.pid, p.when), gz, p.onSyncFailed);
+  const name = p.name ?? profileFileName(p.comm, p.pid, p.when);
+  const path = p.rehearsal ? join(p.outDir, name) : writeFileAtomic(p.outDir, name, gz, p.onSyncFailed);
   p.phases?.mark("write");
   const sites = allocationSites(samples, locations.symbolizer);
   p.phases?.mark("sites");
@@ -215,6 +221,7 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
       bias: c.header.bias,
       locations,
       onSyncFailed: ctx.onSyncFailed,
+      rehearsal: ctx.rehearsal,
     };
     try {
       const written = writeHeapProfile({

@@ -1,0 +1,54 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { discoverGoTarget } from "../../src/gobinary/go-target.ts";
+import { rehearsalCapture } from "../../src/output/rehearsal.ts";
+import { locationTableFor, reportKill } from "../../src/output/report-kill.ts";
+import { renderKillSummary, terminalStyle } from "../../src/output/summary.ts";
+import { loadSymbolizer } from "../../src/symbolize/load.ts";
+import { GoSymbolizer } from "../../src/symbolize/pclntab.ts";
+import { buildGoProgram } from "../helpers/go.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "oomprof-rehearsal-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** KillReporter.rehearse runs a whole report on a living process's stacks: it must leave nothing behind. */
+describe("a rehearsed report", () => {
+  test("goes through every step of a real one, and writes nothing", async () => {
+    const target = await discoverGoTarget(await buildGoProgram("memstats"));
+    try {
+      const symbolizer = loadSymbolizer(target, (m) => {
+        throw new Error(m);
+      })!;
+      // Stacks of return PCs inside main.main, as a mirror would have read them.
+      const main = (symbolizer as GoSymbolizer).functionRange("main.main")!;
+      const stacks = Array.from({ length: 40 }, (_, i) => ({
+        address: 0x10000 + i * 0x100,
+        size: 64,
+        stack: [Number(main.entry) + 1 + (i % 16), Number(main.entry) + 21],
+        counts: [],
+      }));
+      const locations = locationTableFor(target, symbolizer, 0);
+      locations.prepare(stacks.map((b) => b.stack));
+      const capture = rehearsalCapture(4242, stacks, 0);
+      const out = dir;
+      const ctx = { target, symbolizer, outDir: out, lostEvents: 0, where: {}, limitBytes: null, firstSeenMs: performance.now(), locations };
+
+      const rehearsed = reportKill(capture, { ...ctx, rehearsal: true });
+      expect(rehearsed.event).toMatchObject({ event: "oom_kill", complete: true, reason: null, buckets: 40 });
+      expect(rehearsed.event.profile).toStartWith(out);
+      expect(rehearsed.event.inuse_bytes).toBeGreaterThan(0);
+      expect(rehearsed.sites?.sites[0]?.function).toBe("main.main");
+      expect(renderKillSummary(rehearsed.event, rehearsed.sites, terminalStyle(process.stderr))).toContain("main.main");
+      expect(readdirSync(dir)).toEqual([]);
+
+      // The same capture, not rehearsed, is written: the flag is what keeps the rehearsal off disk.
+      const real = reportKill(capture, ctx);
+      expect(real.event.profile).toStartWith(out);
+      expect(readdirSync(out)).toHaveLength(1);
+    } finally {
+      target.release();
+    }
+  });
+});
