@@ -6,7 +6,7 @@
  *
  *   bun scripts/bench-capacity.ts [--env host|debian13|sid|all] [--debian13] [--mode run|watch|both]
  *       [--host-n 500,3000] [--debian13-n LIST] [--sid-n LIST] [--limit 256M] [--live-ms MS]
- *       [--repeat 3] [--timeout 300] [--bin PATH] [--keep]
+ *       [--repeat 3] [--gap-ms 300] [--timeout 300] [--bin PATH] [--keep]
  *
  * Environments: host (its bpftrace and `go`, oomprof from --bin/$OOMPROF_BIN/dist/bun),
  * the Debian 13 root (bpftrace 0.23, Go 1.24, dist/oomprof; included with --debian13 or
@@ -18,6 +18,8 @@
  * to a large value.
  * Default N: bpftrace < 0.21 (while walk) 500,3000,10000,11000; newer (for-map walk)
  * 500,3000,11000,40000,60000,100000.
+ * --gap-ms (default 300) is the pause between victims: watch's first capture after a long
+ * quiet spell is the one a real host sees, and a large gap measures it.
  * --mode run|watch|both (default both): `oomprof run --limit` per victim, and/or one
  * `oomprof watch` per environment that sees each victim started in a memory cgroup of
  * --limit. "kill → on disk" is oomprof's --verbose timeline: from the victim's own
@@ -57,7 +59,7 @@ import { SizeSchema } from "../src/cli/sizes.ts";
 const { flags } = parseFlags(process.argv.slice(2), ["debian13", "keep"]);
 if (flags.has("help")) {
   console.log(
-    "usage: scripts/bench-capacity [--env host|debian13|sid|all] [--debian13] [--mode run|watch|both] [--host-n LIST] [--debian13-n LIST] [--sid-n LIST] [--limit SIZE] [--live-ms MS] [--repeat R] [--timeout S] [--bin PATH] [--keep]",
+    "usage: scripts/bench-capacity [--env host|debian13|sid|all] [--debian13] [--mode run|watch|both] [--host-n LIST] [--debian13-n LIST] [--sid-n LIST] [--limit SIZE] [--live-ms MS] [--repeat R] [--gap-ms MS] [--timeout S] [--bin PATH] [--keep]",
   );
   process.exit(0);
 }
@@ -65,6 +67,7 @@ const limit = flags.get("limit") ?? "256M";
 const repeat = intFlag(flags.get("repeat") ?? process.env.BENCH_REPEAT, 3, "--repeat");
 const timeoutS = intFlag(flags.get("timeout"), 300, "--timeout");
 const keep = flags.has("keep");
+const gapMs = intFlag(flags.get("gap-ms"), 300, "--gap-ms");
 /** manystacks' LIVE_MS: how long it lives with its stacks before leaking (0: leak at once). */
 const liveMs = flags.has("live-ms") ? Number(flags.get("live-ms")) : Number(process.env.LIVE_MS ?? 0);
 if (!Number.isInteger(liveMs) || liveMs < 0) throw new Error(`--live-ms: a number of milliseconds, not ${flags.get("live-ms")}`);
@@ -286,7 +289,7 @@ for (const env of envs) {
           console.log(`    problem: ${s.problem}`);
           problems.push(`N=${n} run ${r + 1}: ${s.problem}`);
         }
-        await sleep(300);
+        await sleep(gapMs);
       }
       const uniq = (xs: Array<string | number | boolean | undefined>) => [...new Set(xs.map((x) => String(x ?? "-")))].join("/");
       rows.push([
