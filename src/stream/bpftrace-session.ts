@@ -58,8 +58,10 @@ export class BpftraceSession {
     // Every symbol bound at load, not at its first call: the first calls of bpftrace's
     // output code come at the first kill, and a lazy lookup walks every library's symbol
     // tables, LLVM's and Clang's too, which process/pageout.ts has paged out by then.
-    // On 0.27, run's kill → first record went from 9-13 ms to 2-6 ms.
-    env.LD_BIND_NOW = "1";
+    // On 0.27, run's kill → first record went from 9-13 ms to 2-6 ms. LD_BIND_NOW set
+    // empty (which glibc reads as unset) keeps lazy binding, should a bpftrace build fail
+    // to load with every symbol bound.
+    env.LD_BIND_NOW ??= "1";
     this.proc = Bun.spawn(dieWithParent([opts.bpftracePath, "-f", "json", ...(opts.unsafe ? ["--unsafe"] : []), scriptPath]), {
       stdout: "pipe",
       stderr: "pipe",
