@@ -1,4 +1,4 @@
-import { liveState } from "../process/liveness.ts";
+import { notExiting } from "../process/liveness.ts";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
@@ -124,10 +124,13 @@ export function memoryCgroupDir(name: string): string {
 
 /** The cgroup a process is in, as /proc/PID/cgroup lists it (the memory hierarchy's line, else v2's). */
 export function processCgroup(pid: number): string | undefined {
-  // A zombie has been moved to the root cgroup: its path would say nothing.
-  if (!liveState(pid)) return undefined;
   try {
     const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
+    // A zombie has been moved to the root cgroup: its path would say nothing. Nor would
+    // a dying one's, which leaves its cgroup on its way out, before it is a zombie. So
+    // this is asked after the read: a kill reported within milliseconds is read there
+    // (mark-victim-pid-only once saw "/" for a victim of /oomprof-N).
+    if (!notExiting(pid)) return undefined;
     const mem = lines.find((l) => /^\d+:[^:]*\bmemory\b[^:]*:/.test(l));
     const unified = lines.find((l) => l.startsWith("0::"));
     const line = mem ?? unified;

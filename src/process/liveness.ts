@@ -30,6 +30,16 @@ export function liveState(pid: number): string | undefined {
   return state === "Z" || state === "X" ? undefined : state;
 }
 
+/**
+ * pid lives and has not begun to exit: what it says of itself is still true. An exiting
+ * task leaves its cgroups (cgroup v1: for the root) inside do_exit(), before it is a
+ * zombie. PF_EXITING never clears, so asked after a read, true means the read was good.
+ */
+export function notExiting(pid: number): boolean {
+  const stat = readStat(pid);
+  return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && (stat.flags & PF_EXITING) === 0;
+}
+
 /** How many threads pid has (each takes its own SIGKILL: one walk firing apiece), or undefined when it is gone. */
 export function threadCount(pid: number): number | undefined {
   return readStat(pid)?.threads;
