@@ -126,15 +126,15 @@ export function memoryCgroupDir(name: string): string {
 export function processCgroup(pid: number): string | undefined {
   try {
     const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n");
-    // A zombie has been moved to the root cgroup: its path would say nothing. Nor would
-    // a dying one's, which leaves its cgroup on its way out, before it is a zombie. So
-    // this is asked after the read: a kill reported within milliseconds is read there
-    // (mark-victim-pid-only once saw "/" for a victim of /oomprof-N).
-    if (!notExiting(pid)) return undefined;
     const mem = lines.find((l) => /^\d+:[^:]*\bmemory\b[^:]*:/.test(l));
     const unified = lines.find((l) => l.startsWith("0::"));
     const line = mem ?? unified;
-    return line?.slice(line.indexOf(":", line.indexOf(":") + 1) + 1);
+    const path = line?.slice(line.indexOf(":", line.indexOf(":") + 1) + 1);
+    // A dying task is moved to the root cgroup inside do_exit() (cgroup v1), before it is
+    // a zombie: "/" from it says nothing, any other path was read before the move. Asked
+    // after the read (PF_EXITING never clears). Reports within milliseconds of a kill
+    // land there: mark-victim-pid-only once saw "/" for run's victim in /oomprof-N.
+    return path === "/" && !notExiting(pid) ? undefined : path;
   } catch {
     return undefined;
   }
