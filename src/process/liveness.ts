@@ -36,7 +36,11 @@ export function liveState(pid: number): string | undefined {
  * zombie. PF_EXITING never clears, so asked after a read, true means the read was good.
  */
 export function notExiting(pid: number): boolean {
-  const stat = readStat(pid);
+  return beforeExit(readStat(pid));
+}
+
+/** A stat of a process that is neither gone, a zombie, nor past the start of do_exit(). */
+function beforeExit(stat: z.infer<typeof Stat> | undefined): stat is z.infer<typeof Stat> {
   return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && (stat.flags & PF_EXITING) === 0;
 }
 
@@ -72,7 +76,7 @@ export function resume(pid: number): "resumed" | "gone" | "denied" {
  */
 export function stillRunning(pid: number): Liveness | undefined {
   const stat = readStat(pid);
-  if (!stat || stat.state === "Z" || stat.state === "X" || (stat.flags & PF_EXITING) !== 0) return undefined;
+  if (!beforeExit(stat)) return undefined;
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const pending = (name: string) => {
