@@ -6,11 +6,12 @@ import { buildPprof, encodeProfileGz } from "../profile/pprof.ts";
 import { allocationSites } from "../profile/sites.ts";
 import { parseBpftraceLine } from "../stream/bpftrace-json.ts";
 import { parseRecord } from "../stream/records.ts";
+import { madeUpCounts } from "../output/rehearsal.ts";
 import type { SourceFrame } from "../symbolize/types.ts";
 
 /** Made-up bucket i of n: its address, the next one's (0 for the last) and its counts. */
 function madeUpBucket(i: number, n: number): { at: number; next: number; counts: number[] } {
-  return { at: 0x10000 + i * 0x100, next: i + 1 < n ? 0x10000 + (i + 1) * 0x100 : 0, counts: [i % 7, i % 3, 1, 0, 0, 0, 2, 1] };
+  return { at: 0x10000 + i * 0x100, next: i + 1 < n ? 0x10000 + (i + 1) * 0x100 : 0, counts: madeUpCounts(i) };
 }
 
 /** bpftrace's JSON lines for a whole walk of `buckets` made-up buckets of pid 1, 16 frames each. */

@@ -209,11 +209,11 @@ export class KillReporter {
    * inlined frames take paths the made-up ones do not. A few rounds, a little apart.
    */
   private rehearse(pid: number): void {
-    if (this.rehearsalsLeft <= 0) return;
-    this.rehearsalsLeft--;
     const p = this.prepared.get(pid);
     const stacks = this.o.mirror ? [...this.o.mirror.buckets(pid).values()].slice(0, REHEARSAL_BUCKETS) : [];
-    if (!p?.table || !stacks.length) return;
+    // A process with nothing to rehearse on leaves the rounds to the next one prepared.
+    if (this.rehearsalsLeft <= 0 || !p?.table || !stacks.length) return;
+    this.rehearsalsLeft--;
     const { event, sites } = reportKill(rehearsalCapture(pid, stacks, p.bias), {
       target: p.target,
       symbolizer: p.symbolizer,

@@ -2,6 +2,15 @@ import type { ProcessCapture } from "../capture/walk-capture.ts";
 import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
 
 /**
+ * Made-up counters for bucket i, in the walk's layout (WALK_COUNT_WORDS): varied, so that
+ * the samples and their views (inuse, gc_live, since_gc) are not all alike. For code run
+ * ahead of a kill on made-up data (this rehearsal, and cli/warm-up's made-up walk).
+ */
+export function madeUpCounts(i: number): number[] {
+  return [1 + (i % 5), i % 2, i % 3, 0, 0, 0, 1, i % 2];
+}
+
+/**
  * What a kill of a living process would look like to reportKill: its mirrored stacks,
  * with made-up counters in the walk's layout (WALK_COUNT_WORDS: active, then future[0..2],
  * each {allocs, frees}) and made-up records of its death. Only for a rehearsal
@@ -9,8 +18,7 @@ import type { MemProfileBucket } from "../gobinary/mem-profile-bucket.ts";
  */
 export function rehearsalCapture(pid: number, stacks: MemProfileBucket[], bias: number): ProcessCapture {
   const now = performance.now();
-  // Varied, so the samples and their views (inuse, gc_live, since_gc) are not all alike.
-  const buckets = stacks.map((b, i) => ({ ...b, counts: [1 + (i % 5), i % 2, i % 3, 0, 0, 0, 1, i % 2] }));
+  const buckets = stacks.map((b, i) => ({ ...b, counts: madeUpCounts(i) }));
   const kb = 64 * 1024;
   return {
     pid,
