@@ -64,7 +64,10 @@ export function buildPprof(samples: HeapSample[], meta: ProfileMeta, symbolizer?
  * pprof-format is patched (scripts/patches): unpatched, it allocated a pair for every
  * number it measured or wrote, about 180 MB of garbage for 40,000 samples. The first
  * encoding after an idle spell had to fault that memory in afresh: 250-400 ms of which
- * 190-270 ms system time, against about 100 ms with the patch.
+ * 190-270 ms system time, against about 100 ms with the patch. The patch also writes and
+ * measures a whole number below 2^32 (nearly all of a profile's) without splitting it into
+ * 32-bit halves by float division: a real 40,000-bucket profile encoded in 35 ms before,
+ * 13-20 ms after, to the same bytes.
  */
 export function encodeProfileGz(p: Profile, mark?: (step: string) => void): Uint8Array {
   const raw = p.encode();

@@ -5,8 +5,9 @@ import { Profile, Sample, StringTable, ValueType } from "pprof-format";
 import { encodeProfileGz } from "../../src/profile/pprof.ts";
 
 // pprof-format is patched (scripts/patches) so that a number's two 32-bit halves pass
-// through module variables, not a new pair. These pin the varints it writes for every
-// range the halves take, so a patch that went wrong could not pass unnoticed.
+// through module variables, not a new pair, and so that a whole number below 2^32 skips
+// the split altogether. These pin the varints it writes for every range the halves take
+// and every length the short path gives, so a patch that went wrong could not pass unnoticed.
 
 /** The protobuf varint of n (7 bits a byte, low first; negatives as 64-bit two's complement). */
 function varint(n: bigint): number[] {
@@ -20,7 +21,10 @@ function varint(n: bigint): number[] {
   return out;
 }
 
-const edges = [1, 127, 128, 16_383, 16_384, 2 ** 28 - 1, 2 ** 28, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 2 ** 49 + 3, Number.MAX_SAFE_INTEGER, -1, -300];
+const edges = [
+  ...[1, 127, 128, 16_383, 16_384, 2 ** 21 - 1, 2 ** 21, 2 ** 28 - 1, 2 ** 28, 2 ** 31 - 1, 2 ** 31, 3_000_000_000, 2 ** 32 - 1],
+  ...[2 ** 32, 2 ** 35, 2 ** 49 + 3, Number.MAX_SAFE_INTEGER, -1, -300],
+];
 
 describe("pprof-format's varints (patched)", () => {
   test("a value field holds each number's varint, byte for byte", () => {
