@@ -118,8 +118,8 @@ export function locationTableFor(t: GoTarget, symbolizer: Symbolizer | undefined
   return new LocationTable(biased, { start: start - (start % 4096), limit: start + t.text.memsz });
 }
 
-/** Encodes buckets as a pprof profile and writes it atomically into outDir. */
-export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable } {
+/** Encodes buckets as a pprof profile and writes it atomically into outDir; writtenMs is when it was there (performance.now()). */
+export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: SiteTable; writtenMs: number } {
   const t = p.target;
   // Counters read with an unknown record layout would make a wrong profile.
   if (!t.memRecordWords) throw new UserError(UNKNOWN_LAYOUT_HINT(t.buildInfo.goVersion));
@@ -151,10 +151,11 @@ export function writeHeapProfile(p: HeapProfileInput): { path: string; sites: Si
   const gz = encodeProfileGz(pprof, p.phases && ((step) => p.phases!.mark(step)));
   const name = p.name ?? profileFileName(p.comm, p.pid, p.when);
   const path = p.rehearsal ? join(p.outDir, name) : writeFileAtomic(p.outDir, name, gz, p.onSyncFailed);
+  const writtenMs = performance.now();
   p.phases?.mark("write");
   const sites = allocationSites(samples, locations.symbolizer);
   p.phases?.mark("sites");
-  return { path, sites };
+  return { path, sites, writtenMs };
 }
 
 /** A readable line for `go tool pprof -comments`, and the figures for `oomprof report`. */
@@ -237,7 +238,8 @@ export function reportKill(c: ProcessCapture, ctx: KillContext): KillReport {
         recordWords: WALK_COUNT_WORDS,
       });
       profile = written.path;
-      onDiskMs = performance.now();
+      // Its site table comes after the write, and is not part of getting it on disk.
+      onDiskMs = written.writtenMs;
       sites = written.sites;
       const b = ctx.base?.();
       if (b) {

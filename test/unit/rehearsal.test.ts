@@ -52,3 +52,47 @@ describe("a rehearsed report", () => {
     }
   });
 });
+
+/** capture_ms is "kill → profile on disk": the site table is built after the write. */
+describe("a reported kill's capture_ms", () => {
+  test("ends when the profile is written, before its site table is built", async () => {
+    const target = await discoverGoTarget(await buildGoProgram("memstats"));
+    try {
+      const real = loadSymbolizer(target, (m) => {
+        throw new Error(m);
+      })!;
+      const main = (real as GoSymbolizer).functionRange("main.main")!;
+      const stacks = Array.from({ length: 4 }, (_, i) => ({ address: 0x10000 + i * 0x100, size: 64, stack: [Number(main.entry) + 1 + i], counts: [] }));
+      // Slow only once the table is prepared: then only the site table asks for frames.
+      let slow = false;
+      const symbolizer = {
+        frames: (pc: bigint) => {
+          const until = performance.now() + (slow ? 20 : 0);
+          while (performance.now() < until);
+          return real.frames(pc);
+        },
+      };
+      const locations = locationTableFor(target, symbolizer, 0);
+      locations.prepare(stacks.map((b) => b.stack));
+      slow = true;
+      const out = mkdtempSync(join(dir, "capture-ms-"));
+      const t0 = performance.now();
+      const r = reportKill(rehearsalCapture(4242, stacks, 0), {
+        target,
+        symbolizer,
+        outDir: out,
+        lostEvents: 0,
+        where: {},
+        limitBytes: null,
+        firstSeenMs: t0,
+        locations,
+      });
+      const sitesMs = r.phases.steps.find(([step]) => step === "sites")![1];
+      expect(r.event.profile).toStartWith(out);
+      expect(sitesMs).toBeGreaterThanOrEqual(20);
+      expect(r.event.capture_ms!).toBeLessThan(Math.round(performance.now() - t0 - sitesMs) + 1);
+    } finally {
+      target.release();
+    }
+  });
+});
