@@ -13,20 +13,26 @@ import { buildGoProgram } from "../helpers/go.ts";
 const dir = mkdtempSync(join(tmpdir(), "oomprof-rehearsal-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A real Go binary, its symbolizer, and main.main's entry, where the made-up stacks return to. */
+async function memstatsProgram() {
+  const target = await discoverGoTarget(await buildGoProgram("memstats"));
+  const symbolizer = loadSymbolizer(target, (m) => {
+    throw new Error(m);
+  })!;
+  const main = (symbolizer as GoSymbolizer).functionRange("main.main")!;
+  return { target, symbolizer, mainEntry: Number(main.entry) };
+}
+
 /** KillReporter.rehearse runs a whole report on a living process's stacks: it must leave nothing behind. */
 describe("a rehearsed report", () => {
   test("goes through every step of a real one, and writes nothing", async () => {
-    const target = await discoverGoTarget(await buildGoProgram("memstats"));
+    const { target, symbolizer, mainEntry } = await memstatsProgram();
     try {
-      const symbolizer = loadSymbolizer(target, (m) => {
-        throw new Error(m);
-      })!;
       // Stacks of return PCs inside main.main, as a mirror would have read them.
-      const main = (symbolizer as GoSymbolizer).functionRange("main.main")!;
       const stacks = Array.from({ length: 40 }, (_, i) => ({
         address: 0x10000 + i * 0x100,
         size: 64,
-        stack: [Number(main.entry) + 1 + (i % 16), Number(main.entry) + 21],
+        stack: [mainEntry + 1 + (i % 16), mainEntry + 21],
         counts: [],
       }));
       const locations = locationTableFor(target, symbolizer, 0);
@@ -56,13 +62,9 @@ describe("a rehearsed report", () => {
 /** capture_ms is "kill → profile on disk": the site table is built after the write. */
 describe("a reported kill's capture_ms", () => {
   test("ends when the profile is written, before its site table is built", async () => {
-    const target = await discoverGoTarget(await buildGoProgram("memstats"));
+    const { target, symbolizer: real, mainEntry } = await memstatsProgram();
     try {
-      const real = loadSymbolizer(target, (m) => {
-        throw new Error(m);
-      })!;
-      const main = (real as GoSymbolizer).functionRange("main.main")!;
-      const stacks = Array.from({ length: 4 }, (_, i) => ({ address: 0x10000 + i * 0x100, size: 64, stack: [Number(main.entry) + 1 + i], counts: [] }));
+      const stacks = Array.from({ length: 4 }, (_, i) => ({ address: 0x10000 + i * 0x100, size: 64, stack: [mainEntry + 1 + i], counts: [] }));
       // Slow only once the table is prepared: then only the site table asks for frames.
       let slow = false;
       const symbolizer = {
