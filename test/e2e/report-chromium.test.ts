@@ -116,7 +116,10 @@ describe("oomprof report on a real OOM-kill profile, opened in headless Chromium
   beforeAll(async () => {
     const leaker = await buildGoProgram("leaker");
     dir = tempDir("oomprof-report-e2e-");
-    const run = await runOomprof(["run", "--limit", "96M", "--out", dir, "--events", "-", "--", leaker]);
+    // Every allocation sampled, so churn's live buffer is always in the default (in-use)
+    // view and its inlined frame is drawn; sampled at the default rate, all of churn's
+    // sampled garbage can be swept by the kill (seen once with Go 1.27.4).
+    const run = await runOomprof(["run", "--limit", "96M", "--out", dir, "--events", "-", "--", leaker], { env: { GODEBUG: "memprofilerate=1" } });
     const k = run.events.find((e) => e.event === "oom_kill");
     if (!k) throw new Error(`no oom_kill event; status ${run.status}; stderr:\n${run.stderr}`);
     kill = KillEvent.parse(k);
