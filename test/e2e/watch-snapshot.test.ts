@@ -102,7 +102,10 @@ describe("oomprof watch --hold-new-binaries", () => {
 describe("oomprof snapshot", () => {
   test("profiles a live Go process, which is still alive afterwards", async () => {
     const leaker = await buildGoProgram("leaker");
-    const p = Bun.spawn([leaker], { env: { ...process.env, STEP_SLEEP_US: "20000", GOROUTINES: "100" }, stdout: "ignore" });
+    // Every allocation sampled: at the default rate, the few leak steps of 1.5 s (fewer on a
+    // loaded machine) can all go unsampled, and main.leakStep is then rightly absent (the
+    // full suite saw it once).
+    const p = Bun.spawn([leaker], { env: { ...process.env, STEP_SLEEP_US: "20000", GOROUTINES: "100", GODEBUG: "memprofilerate=1" }, stdout: "ignore" });
     try {
       await Bun.sleep(1500);
       const out = tempDir();
