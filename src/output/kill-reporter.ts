@@ -209,10 +209,12 @@ export class KillReporter {
    * inlined frames take paths the made-up ones do not. A few rounds, a little apart.
    */
   private rehearse(pid: number): void {
+    // Checked before the stacks are copied: watch prepares every process, and only the first few rehearse.
     const p = this.prepared.get(pid);
+    if (this.rehearsalsLeft <= 0 || !p?.table) return;
     const stacks = this.o.mirror ? [...this.o.mirror.buckets(pid).values()].slice(0, REHEARSAL_BUCKETS) : [];
     // A process with nothing to rehearse on leaves the rounds to the next one prepared.
-    if (this.rehearsalsLeft <= 0 || !p?.table || !stacks.length) return;
+    if (!stacks.length) return;
     this.rehearsalsLeft--;
     const { event, sites } = reportKill(rehearsalCapture(pid, stacks, p.bias), {
       target: p.target,
